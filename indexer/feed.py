@@ -1,0 +1,213 @@
+"""Catalogue feeds (JSON Lines or CSV): parse, validate and report bad rows with their line numbers."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.errors import FashionSearchError
+
+REQUIRED_FIELDS = ("id", "image", "title", "category")
+KNOWN_FIELDS = (*REQUIRED_FIELDS, "brand", "price", "currency", "in_stock", "url", "attributes")
+_TRUE = {"true", "1", "yes", "y"}
+_FALSE = {"false", "0", "no", "n"}
+
+
+class FeedError(FashionSearchError):
+    """The feed as a whole cannot be read (missing, wrong format, bad header)."""
+
+
+class RowError(ValueError):
+    """One row is invalid; carries the reason."""
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    item_id: str
+    image: Path
+    title: str
+    category: str
+    brand: str = ""
+    price: float | None = None
+    currency: str = ""
+    in_stock: bool = True
+    url: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    item_id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        who = f" (id {self.item_id!r})" if self.item_id else ""
+        return f"line {self.line}{who}: {self.reason}"
+
+
+@dataclass
+class Feed:
+    path: Path
+    items: list[CatalogItem]
+    bad_rows: list[BadRow]
+    sha256: str
+
+
+def read_feed(path: Path) -> Feed:
+    """Parse a .jsonl/.ndjson/.json-lines or .csv feed. Bad rows are collected, never raised."""
+    if not path.is_file():
+        raise FeedError(f"catalogue feed {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows = _jsonl_rows(path)
+    elif suffix == ".csv":
+        rows = _csv_rows(path)
+    else:
+        raise FeedError(
+            f"catalogue feed {path} must end in .jsonl, .ndjson or .csv, not {suffix or 'nothing'!r}"
+        )
+    items: list[CatalogItem] = []
+    bad: list[BadRow] = []
+    seen: dict[str, int] = {}
+    try:
+        for line, raw in rows:
+            item_id = raw.get("id") if isinstance(raw, dict) else None
+            item_id = item_id if isinstance(item_id, str) else None
+            try:
+                item = parse_row(raw, line, path.parent)
+            except RowError as exc:
+                bad.append(BadRow(line, item_id, str(exc)))
+                continue
+            if item.item_id in seen:
+                bad.append(
+                    BadRow(line, item.item_id, f"duplicate id, first seen on line {seen[item.item_id]}")
+                )
+                continue
+            seen[item.item_id] = line
+            items.append(item)
+    except UnicodeDecodeError as exc:
+        raise FeedError(f"catalogue feed {path} is not UTF-8 text: {exc}") from exc
+    return Feed(path=path, items=items, bad_rows=bad, sha256=file_sha256(path))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for line_no, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield line_no, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield line_no, RowError(f"not valid JSON: {exc.msg} at column {exc.colno}")
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in REQUIRED_FIELDS if name not in (reader.fieldnames or [])]
+        if missing:
+            raise FeedError(f"catalogue feed {path}: CSV header lacks column(s) {', '.join(missing)}")
+        for record in reader:
+            row: dict[str, Any] = {k: v for k, v in record.items() if k is not None and v not in (None, "")}
+            if None in record:
+                yield reader.line_num, RowError("more cells than header columns")
+                continue
+            if "attributes" in row:
+                try:
+                    row["attributes"] = json.loads(row["attributes"])
+                except json.JSONDecodeError:
+                    yield reader.line_num, RowError("attributes cell is not a JSON object")
+                    continue
+            yield reader.line_num, row
+
+
+def parse_row(raw: Any, line: int, base: Path) -> CatalogItem:
+    """Validate one decoded row; raise RowError with a reason a catalogue manager can act on."""
+    if isinstance(raw, RowError):
+        raise raw
+    if not isinstance(raw, dict):
+        raise RowError(f"a row must be a JSON object, got {type(raw).__name__}")
+    missing = [name for name in REQUIRED_FIELDS if raw.get(name) in (None, "")]
+    if missing:
+        raise RowError(f"missing required field(s): {', '.join(missing)}")
+    item_id = _text(raw, "id", max_len=200)
+    image = Path(_text(raw, "image", max_len=4096))
+    image = image if image.is_absolute() else base / image
+    if not image.is_file():
+        raise RowError(f"image file {image} does not exist")
+    return CatalogItem(
+        item_id=item_id,
+        image=image,
+        title=_text(raw, "title", max_len=500),
+        category=_text(raw, "category", max_len=100).lower(),
+        brand=_text(raw, "brand", max_len=200, default=""),
+        price=_price(raw.get("price")),
+        currency=_text(raw, "currency", max_len=3, default="").upper(),
+        in_stock=_bool(raw.get("in_stock", True)),
+        url=_text(raw, "url", max_len=2048, default=""),
+        attributes=_attributes(raw.get("attributes", {})),
+        line=line,
+    )
+
+
+def _text(raw: dict[str, Any], key: str, max_len: int, default: str | None = None) -> str:
+    value = raw.get(key, default)
+    if value is None and default is not None:
+        return default
+    if isinstance(value, int | float) and not isinstance(value, bool) and key == "id":
+        value = str(value)
+    if not isinstance(value, str):
+        raise RowError(f"{key} must be text, got {type(value).__name__}")
+    value = value.strip()
+    if len(value) > max_len:
+        raise RowError(f"{key} is {len(value)} characters long; the limit is {max_len}")
+    return value
+
+
+def _price(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise RowError("price must be a number, got bool")
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        raise RowError(f"price must be a number, got {value!r}") from None
+    if not math.isfinite(price) or price < 0:
+        raise RowError(f"price must be a finite number >= 0, got {value!r}")
+    return price
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise RowError(f"in_stock must be true or false, got {value!r}")
+
+
+def _attributes(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise RowError(f"attributes must be an object of group -> value, got {type(value).__name__}")
+    clean: dict[str, str] = {}
+    for group, attr in value.items():
+        if not isinstance(attr, str | int | float) or isinstance(attr, bool):
+            raise RowError(f"attribute {group!r} must be text, got {type(attr).__name__}")
+        clean[str(group).strip().lower()] = str(attr).strip().lower()
+    return clean

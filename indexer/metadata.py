@@ -1,0 +1,136 @@
+"""The SQLite item store: one row per vector-store row, written once per build, then opened read-only."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.feed import CatalogItem
+
+_SCHEMA = """
+CREATE TABLE items (
+    row INTEGER PRIMARY KEY,
+    item_id TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    category TEXT NOT NULL,
+    brand TEXT NOT NULL,
+    price REAL,
+    currency TEXT NOT NULL,
+    in_stock INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    image TEXT NOT NULL
+);
+CREATE INDEX items_category ON items(category);
+"""
+_COLUMNS = "row, item_id, title, category, brand, price, currency, in_stock, url, attributes, image"
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    row: int
+    item_id: str
+    title: str
+    category: str
+    brand: str
+    price: float | None
+    currency: str
+    in_stock: bool
+    url: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    image: str = ""
+
+
+def write_metadata(path: Path, items: Iterable[tuple[int, CatalogItem]]) -> int:
+    """Create the item table at `path` (which must not exist) and return the number of rows."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.executescript(_SCHEMA)
+        with connection:
+            connection.executemany(
+                f"INSERT INTO items ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        row,
+                        item.item_id,
+                        item.title,
+                        item.category,
+                        item.brand,
+                        item.price,
+                        item.currency,
+                        int(item.in_stock),
+                        item.url,
+                        json.dumps(item.attributes, sort_keys=True),
+                        str(item.image),
+                    )
+                    for row, item in items
+                ),
+            )
+        (count,) = connection.execute("SELECT COUNT(*) FROM items").fetchone()
+    finally:
+        connection.close()
+    return int(count)
+
+
+class MetadataReader:
+    """Read-only access, safe to share between the service's worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def count(self) -> int:
+        with self._lock:
+            (count,) = self._connection.execute("SELECT COUNT(*) FROM items").fetchone()
+        return int(count)
+
+    def by_rows(self, rows: Sequence[int]) -> dict[int, ItemRecord]:
+        if not rows:
+            return {}
+        marks = ",".join("?" * len(rows))
+        with self._lock:
+            found = self._connection.execute(
+                f"SELECT {_COLUMNS} FROM items WHERE row IN ({marks})", [int(r) for r in rows]
+            ).fetchall()
+        return {record[0]: _record(record) for record in found}
+
+    def by_item_id(self, item_id: str) -> ItemRecord | None:
+        with self._lock:
+            found = self._connection.execute(
+                f"SELECT {_COLUMNS} FROM items WHERE item_id = ?", (item_id,)
+            ).fetchone()
+        return _record(found) if found else None
+
+    def rows_by_category(self) -> dict[str, np.ndarray]:
+        with self._lock:
+            pairs = self._connection.execute("SELECT category, row FROM items ORDER BY row").fetchall()
+        grouped: dict[str, list[int]] = {}
+        for category, row in pairs:
+            grouped.setdefault(category, []).append(row)
+        return {category: np.asarray(rows, dtype=np.int64) for category, rows in grouped.items()}
+
+
+def _record(values: tuple) -> ItemRecord:
+    row, item_id, title, category, brand, price, currency, in_stock, url, attributes, image = values
+    return ItemRecord(
+        row=row,
+        item_id=item_id,
+        title=title,
+        category=category,
+        brand=brand,
+        price=price,
+        currency=currency,
+        in_stock=bool(in_stock),
+        url=url,
+        attributes=json.loads(attributes),
+        image=image,
+    )

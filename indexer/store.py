@@ -1,0 +1,116 @@
+"""The read-only index the service opens: FAISS vectors + SQLite items + manifest, checked for agreement."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from indexer.manifest import METADATA_NAME, VECTORS_NAME, IndexCorruptError, Manifest
+from indexer.metadata import ItemRecord, MetadataReader
+from models.errors import FashionSearchError, ModelMismatchError
+
+log = logging.getLogger(__name__)
+
+
+class UnknownCategoryError(FashionSearchError):
+    """A category filter names a category the catalogue does not have."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    item: ItemRecord
+    score: float
+
+
+class IndexStore:
+    """Open with `IndexStore.open(directory)`; thread-safe for concurrent searches."""
+
+    def __init__(self, directory: Path, manifest: Manifest, index: faiss.Index, items: MetadataReader):
+        self.directory = directory
+        self.manifest = manifest
+        self._index = index
+        self._items = items
+        self._category_rows = items.rows_by_category()
+
+    @classmethod
+    def open(cls, directory: Path) -> IndexStore:
+        resolved = directory.resolve()
+        manifest = Manifest.read(resolved)
+        for name in (VECTORS_NAME, METADATA_NAME):
+            if not (resolved / name).is_file():
+                raise IndexCorruptError(
+                    f"{resolved / name} is missing: the index at {directory} is incomplete"
+                )
+        try:
+            index = faiss.read_index(str(resolved / VECTORS_NAME))
+        except RuntimeError as exc:
+            raise IndexCorruptError(
+                f"{resolved / VECTORS_NAME} is not a readable FAISS index: {exc}"
+            ) from exc
+        items = MetadataReader(resolved / METADATA_NAME)
+        store = cls(directory, manifest, index, items)
+        counts = {"manifest": manifest.count, "faiss": index.ntotal, "sqlite": items.count()}
+        if len(set(counts.values())) != 1 or index.d != manifest.dimension:
+            items.close()
+            raise IndexCorruptError(
+                f"index at {directory} disagrees with itself: counts {counts}, "
+                f"dimension faiss={index.d} manifest={manifest.dimension}"
+            )
+        log.info("opened index %s: %d items, model %s", resolved, manifest.count, manifest.model_name)
+        return store
+
+    def close(self) -> None:
+        self._items.close()
+
+    @property
+    def count(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted(self._category_rows)
+
+    def category_counts(self) -> dict[str, int]:
+        return {category: len(rows) for category, rows in sorted(self._category_rows.items())}
+
+    def check_model(self, model_name: str, dimension: int) -> None:
+        """Refuse a model that is not the one the index was built with."""
+        if model_name != self.manifest.model_name or dimension != self.manifest.dimension:
+            raise ModelMismatchError(
+                f"the index at {self.directory} was built with {self.manifest.model_name!r} "
+                f"(dimension {self.manifest.dimension}) but the loaded embedder is {model_name!r} "
+                f"(dimension {dimension}); rebuild the index or configure the same model"
+            )
+
+    def item(self, item_id: str) -> ItemRecord | None:
+        return self._items.by_item_id(item_id)
+
+    def search(self, vectors: np.ndarray, top_k: int, category: str | None = None) -> list[list[Hit]]:
+        """Nearest items by inner product (cosine on normalised vectors), one list per query vector."""
+        if vectors.ndim != 2 or vectors.shape[1] != self.manifest.dimension:
+            raise ModelMismatchError(
+                f"query vectors have shape {vectors.shape}; the index expects (n, {self.manifest.dimension})"
+            )
+        queries = np.ascontiguousarray(vectors, dtype=np.float32)
+        params = None
+        if category is not None:
+            rows = self._category_rows.get(category)
+            if rows is None:
+                raise UnknownCategoryError(
+                    f"unknown category {category!r}; the catalogue has: {', '.join(self.categories)}"
+                )
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
+            top_k = min(top_k, len(rows))
+        top_k = min(top_k, self.count)
+        if top_k <= 0 or len(queries) == 0:
+            return [[] for _ in range(len(queries))]
+        scores, rows_found = self._index.search(queries, top_k, params=params)
+        records = self._items.by_rows(sorted({int(r) for r in rows_found.ravel() if r >= 0}))
+        return [
+            [Hit(records[int(r)], float(s)) for s, r in zip(score_row, row_row, strict=True) if r >= 0]
+            for score_row, row_row in zip(scores, rows_found, strict=True)
+        ]

@@ -1,0 +1,68 @@
+"""Image embedders: L2-normalised float32 vectors of shape (n, d), batched, under inference_mode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.openclip_loader import build_model
+from models.spec import EmbedderSpec
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """What indexer/ and service/ rely on. `name` is the identity that manifests record."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+
+class OpenClipEmbedder:
+    """The image tower of an open_clip model."""
+
+    def __init__(self, spec: EmbedderSpec) -> None:
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        self._spec = spec
+        self._model, self._preprocess, source_id = build_model(spec)
+        self._name = f"open_clip:{source_id}"
+        probe = self._encode([Image.new("RGB", (32, 32), (128, 128, 128))])
+        self._dimension = int(probe.shape[1])
+        log.info("embedder %s ready, dimension %d", self._name, self._dimension)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        batch = self._spec.batch_size
+        parts = [self._encode(images[start : start + batch]) for start in range(0, len(images), batch)]
+        return np.concatenate(parts, axis=0)
+
+    def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        pixels = torch.stack([self._preprocess(image) for image in images]).to(self._spec.device)
+        with torch.inference_mode():
+            features: Any = self._model.encode_image(pixels)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
+
+
+def create_embedder(spec: EmbedderSpec) -> Embedder:
+    return OpenClipEmbedder(spec)

@@ -1,0 +1,44 @@
+"""The frozen description of which embedder to build and how to run it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.errors import ConfigError
+
+RANDOM_INIT = "random"
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """Names an embedder.
+
+    model_name: an open_clip architecture ("ViT-B-32", a project config such as "fashion-demo-vit"),
+        or a schema id: "hf-hub:org/name" or "local-dir:/path/to/folder" (config + weights inside).
+    pretrained: for a plain architecture, where the weights come from: an open_clip tag
+        ("laion2b_s34b_b79k"), a local checkpoint file (.safetensors/.bin/.pt), or "random" for a seeded
+        random init (tests and the weight-free demo only; recorded as such in the manifest).
+    """
+
+    model_name: str = "fashion-demo-vit"
+    pretrained: str | None = RANDOM_INIT
+    device: str = "cpu"
+    threads: int = 0
+    batch_size: int = 32
+    allow_download: bool = False
+    cache_dir: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.model_name.strip():
+            raise ConfigError("embedder model_name is empty")
+        if self.batch_size < 1:
+            raise ConfigError(f"embedder batch_size must be >= 1, got {self.batch_size}")
+        if self.threads < 0:
+            raise ConfigError(f"embedder threads must be >= 0 (0 = torch default), got {self.threads}")
+        if not self.device.startswith(("cpu", "cuda", "mps")):
+            raise ConfigError(f"embedder device must be cpu, cuda[:N] or mps, got {self.device!r}")
+
+    @property
+    def has_schema(self) -> bool:
+        return self.model_name.startswith(("hf-hub:", "local-dir:"))

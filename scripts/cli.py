@@ -1,0 +1,171 @@
+"""`fashion-search`: one entry point for ops. Verbs: index build | index info | search | serve.
+
+Names and flags are a contract with scripts and monitoring: keep them stable."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False
+)
+index_app = typer.Typer(no_args_is_help=True, help="Build and inspect catalogue indexes.")
+app.add_typer(index_app, name="index")
+log = logging.getLogger("fashion_search")
+
+
+def _settings(**overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        _fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", code=2)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(action: Callable[[], None]) -> None:
+    """Run a command body; expected failures end with one line and a non-zero exit."""
+    from models.errors import FashionSearchError
+
+    try:
+        action()
+    except FashionSearchError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; any previously published index is unchanged", code=130)
+
+
+@index_app.command("build")
+def index_build(
+    catalog: Annotated[Path, typer.Option(help="catalogue feed (.jsonl or .csv)")],
+    out: Annotated[Path, typer.Option(help="index link to publish (e.g. var/index)")],
+    strict: Annotated[bool, typer.Option(help="fail the build on any bad row")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="images per embedding batch")] = 64,
+    keep: Annotated[int, typer.Option(min=1, help="complete builds to keep for rollback")] = 3,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Embed a catalogue feed and publish a FAISS index atomically (the old one serves until then)."""
+
+    def body() -> None:
+        from indexer.build import BuildOptions, build_index
+        from models.embedder import create_embedder
+
+        settings = _settings()
+        embedder = create_embedder(settings.embedder.to_spec())
+        options = BuildOptions(
+            strict=strict,
+            batch_size=batch_size,
+            max_image_pixels=settings.max_image_pixels,
+            keep_builds=keep,
+            progress=progress,
+        )
+        report = build_index(catalog, out, embedder, options)
+        m = report.manifest
+        typer.echo(
+            f"built {out} -> {report.build_dir.name}: {m.count} items, {len(report.bad_rows)} skipped, "
+            f"{m.build_seconds:.1f} s ({report.items_per_s:.1f} items/s), model {m.model_name}"
+        )
+
+    _run(body)
+
+
+@index_app.command("info")
+def index_info(directory: Annotated[Path, typer.Argument(help="index link or build directory")]) -> None:
+    """Print the manifest and checked counts as JSON."""
+
+    def body() -> None:
+        from indexer.store import IndexStore
+
+        store = IndexStore.open(directory)
+        try:
+            info = {
+                "path": str(directory.resolve()),
+                "manifest": store.manifest.__dict__,
+                "count": store.count,
+                "categories": store.category_counts(),
+            }
+        finally:
+            store.close()
+        typer.echo(json.dumps(info, indent=2, sort_keys=True))
+
+    _run(body)
+
+
+@app.command("search")
+def search(
+    image: Annotated[Path, typer.Argument(help="photo to search with")],
+    index: Annotated[Path, typer.Option(help="index link or build directory")],
+    top_k: Annotated[int, typer.Option(min=1, max=1000)] = 5,
+    category: Annotated[str | None, typer.Option(help="only match this category")] = None,
+) -> None:
+    """Answer one query locally and print the service's JSON response."""
+
+    def body() -> None:
+        from indexer.search import OutfitSearcher
+        from indexer.store import IndexStore
+        from models.detector import create_detector
+        from models.embedder import create_embedder
+        from models.images import decode_image
+        from service.schemas import search_response
+
+        settings = _settings(index_dir=index)
+        if not image.is_file():
+            _fail(f"image {image} does not exist")
+        picture = decode_image(image.read_bytes(), settings.max_image_pixels)
+        store = IndexStore.open(index)
+        try:
+            searcher = OutfitSearcher(
+                create_detector(settings.detector), create_embedder(settings.embedder.to_spec()), store
+            )
+            result = searcher.search(picture, top_k, category.lower() if category else None)
+        finally:
+            store.close()
+        typer.echo(search_response(result, picture.size, result.timings_ms).model_dump_json(indent=2))
+
+    _run(body)
+
+
+@app.command("serve")
+def serve(
+    index: Annotated[Path, typer.Option(help="index link to serve")],
+    host: Annotated[str | None, typer.Option(help="bind address (default FASHION_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default FASHION_PORT or 8000)")] = None,
+) -> None:
+    """Start the HTTP service (uvicorn)."""
+
+    def body() -> None:
+        import uvicorn
+
+        from service.app import create_app
+
+        settings = _settings(index_dir=index, host=host, port=port)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+    _run(body)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    main()
