@@ -24,7 +24,11 @@ class FeedError(FashionSearchError):
 
 
 class RowError(ValueError):
-    """One row is invalid; carries the reason."""
+    """One row is invalid; carries the reason (and the row's id when it has one)."""
+
+    def __init__(self, reason: str, item_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.item_id = item_id
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,10 @@ def read_feed(path: Path) -> Feed:
     seen: dict[str, int] = {}
     try:
         for line, raw in rows:
-            item_id = raw.get("id") if isinstance(raw, dict) else None
-            item_id = item_id if isinstance(item_id, str) else None
             try:
                 item = parse_row(raw, line, path.parent)
             except RowError as exc:
-                bad.append(BadRow(line, item_id, str(exc)))
+                bad.append(BadRow(line, exc.item_id or _row_id(raw), str(exc)))
                 continue
             if item.item_id in seen:
                 bad.append(
@@ -96,6 +98,11 @@ def read_feed(path: Path) -> Feed:
     except UnicodeDecodeError as exc:
         raise FeedError(f"catalogue feed {path} is not UTF-8 text: {exc}") from exc
     return Feed(path=path, items=items, bad_rows=bad, sha256=file_sha256(path))
+
+
+def _row_id(raw: Any) -> str | None:
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
 
 
 def file_sha256(path: Path) -> str:
@@ -126,13 +133,13 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
         for record in reader:
             row: dict[str, Any] = {k: v for k, v in record.items() if k is not None and v not in (None, "")}
             if None in record:
-                yield reader.line_num, RowError("more cells than header columns")
+                yield reader.line_num, RowError("more cells than header columns", record.get("id"))
                 continue
             if "attributes" in row:
                 try:
                     row["attributes"] = json.loads(row["attributes"])
                 except json.JSONDecodeError:
-                    yield reader.line_num, RowError("attributes cell is not a JSON object")
+                    yield reader.line_num, RowError("attributes cell is not a JSON object", row.get("id"))
                     continue
             yield reader.line_num, row
 

@@ -110,7 +110,7 @@ def _resolve_local_dir(folder: str) -> ResolvedSource:
             f"local-dir:{folder} must hold {HF_CONFIG_NAME} and a checkpoint; {path / HF_CONFIG_NAME} "
             f"does not exist"
         )
-    if not any(path.glob(pattern) for pattern in ("*.safetensors", "*.bin", "*.pth", "*.pt")):
+    if not any(any(path.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pth")):
         raise WeightsNotFoundError(
             f"local-dir:{folder} has no checkpoint file (expected one of {', '.join(HF_WEIGHT_NAMES)})"
         )

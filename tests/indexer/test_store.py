@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from indexer.manifest import MANIFEST_NAME, VECTORS_NAME, IndexCorruptError
+from indexer.store import IndexStore, UnknownCategoryError
+from models.embedder import Embedder
+from models.errors import ModelMismatchError
+from tests.helpers import garment_image
+
+
+@pytest.fixture
+def store(built_index: Path) -> IndexStore:
+    opened = IndexStore.open(built_index)
+    yield opened
+    opened.close()
+
+
+def test_category_filter_only_returns_that_category(store: IndexStore, tiny_embedder: Embedder) -> None:
+    query = tiny_embedder.embed_images([garment_image(0)])
+    hits = store.search(query, top_k=50, category="skirt")[0]
+    assert len(hits) == 10 and {hit.item.category for hit in hits} == {"skirt"}
+    assert store.categories == ["bag", "skirt", "top", "trousers"]
+
+
+def test_filtered_search_agrees_with_exact_search(store: IndexStore, tiny_embedder: Embedder) -> None:
+    query = tiny_embedder.embed_images([garment_image(5)])
+    everything = store.search(query, top_k=40)[0]
+    expected = [hit.item.item_id for hit in everything if hit.item.category == "bag"][:5]
+    assert [hit.item.item_id for hit in store.search(query, 5, "bag")[0]] == expected
+    scores = [hit.score for hit in everything]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_unknown_category_is_an_error(store: IndexStore, tiny_embedder: Embedder) -> None:
+    with pytest.raises(UnknownCategoryError, match="unknown category 'hats'"):
+        store.search(tiny_embedder.embed_images([garment_image(1)]), 3, "hats")
+
+
+def test_wrong_query_dimension_is_an_error(store: IndexStore) -> None:
+    with pytest.raises(ModelMismatchError, match=r"shape \(1, 7\)"):
+        store.search(np.zeros((1, 7), dtype=np.float32), 3)
+
+
+def test_model_check(store: IndexStore, tiny_embedder: Embedder) -> None:
+    store.check_model(tiny_embedder.name, tiny_embedder.dimension)
+    with pytest.raises(ModelMismatchError, match="was built with"):
+        store.check_model("open_clip:other", tiny_embedder.dimension)
+    with pytest.raises(ModelMismatchError, match="dimension 64"):
+        store.check_model(tiny_embedder.name, 64)
+
+
+def test_item_lookup(store: IndexStore) -> None:
+    record = store.item("item-0007")
+    assert (
+        record is not None and record.title == "Test garment 7" and record.attributes["pattern"] == "striped"
+    )
+    assert store.item("nope") is None
+
+
+def _copy(built_index: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(built_index.resolve(), target)
+    return target
+
+
+def test_missing_parts_are_reported(built_index: Path, tmp_path: Path) -> None:
+    copy = _copy(built_index, tmp_path)
+    (copy / VECTORS_NAME).unlink()
+    with pytest.raises(IndexCorruptError, match="vectors.faiss is missing"):
+        IndexStore.open(copy)
+    (copy / MANIFEST_NAME).unlink()
+    with pytest.raises(IndexCorruptError, match="not a built index"):
+        IndexStore.open(copy)
+
+
+def test_parts_that_disagree_are_reported(built_index: Path, tmp_path: Path) -> None:
+    copy = _copy(built_index, tmp_path)
+    faiss.write_index(faiss.IndexFlatIP(32), str(copy / VECTORS_NAME))
+    with pytest.raises(IndexCorruptError, match="disagrees with itself"):
+        IndexStore.open(copy)
+    (copy / VECTORS_NAME).write_bytes(b"garbage")
+    with pytest.raises(IndexCorruptError, match="not a readable FAISS index"):
+        IndexStore.open(copy)

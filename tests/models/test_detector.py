@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from models.detector import FullFrameDetector, create_detector
+
+
+def test_full_frame_detector_returns_whole_image() -> None:
+    garments = FullFrameDetector().detect(Image.new("RGB", (123, 45)))
+    assert len(garments) == 1
+    assert garments[0].box == (0, 0, 123, 45) and garments[0].category is None and garments[0].score == 1.0
+
+
+def test_unknown_detector_is_a_clear_error() -> None:
+    assert create_detector("full-frame").name == "full-frame"
+    with pytest.raises(ValueError, match="unknown detector 'yolo'"):
+        create_detector("yolo")
