@@ -21,18 +21,27 @@ Point = tuple[float, float]
 RGB = tuple[int, int, int]
 
 COLOURS: dict[str, RGB] = {
-    "black": (28, 28, 30), "white": (246, 246, 244), "grey": (130, 130, 134), "red": (200, 32, 40),
-    "blue": (40, 95, 205), "navy": (26, 38, 92), "green": (40, 135, 62), "yellow": (242, 204, 40),
-    "orange": (240, 122, 30), "pink": (240, 150, 184), "purple": (122, 52, 152), "beige": (216, 196, 160),
+    "black": (28, 28, 30),
+    "white": (246, 246, 244),
+    "grey": (130, 130, 134),
+    "red": (200, 32, 40),
+    "blue": (40, 95, 205),
+    "navy": (26, 38, 92),
+    "green": (36, 140, 50),
+    "yellow": (242, 204, 40),
+    "orange": (240, 122, 30),
+    "pink": (240, 150, 184),
+    "purple": (122, 52, 152),
+    "beige": (216, 196, 160),
     "brown": (112, 72, 40),
-}  # fmt: skip
+}
 PATTERNS = ("solid", "striped", "checked", "dotted")
 TORSO_ASPECT = 0.75  # torso-frame height / width
 ARM_LINE: tuple[Point, Point] = ((0.27, 0.14), (0.08, 0.98))  # shoulder -> wrist, torso frame
 _LENGTHS = {  # garment height / width, per category and length attribute
-    "dress": {"mini": 1.6 * TORSO_ASPECT, "midi": 2.25 * TORSO_ASPECT, "maxi": 2.8 * TORSO_ASPECT},
-    "trousers": {"full": 2.45, "cropped": 2.0, "shorts": 0.95},
-    "skirt": {"mini": 0.5, "knee": 0.8, "midi": 1.1, "maxi": 1.45},
+    "dress": {"mini": 1.37 * TORSO_ASPECT, "midi": 2.02 * TORSO_ASPECT, "maxi": 2.36 * TORSO_ASPECT},
+    "trousers": {"full": 2.45, "cropped": 2.05, "shorts": 0.85},
+    "skirt": {"mini": 0.58, "knee": 1.05, "midi": 1.5, "maxi": 1.95},
 }
 
 
@@ -96,13 +105,19 @@ def garment_extent(category: str, attrs: dict[str, str], pair: bool = False) -> 
         return _LENGTHS[category][attrs["length"]]
     if category == "footwear":
         return (0.8 if attrs.get("style") == "boot" else 0.5) * (1.3 if pair else 1.0)
-    return {"top": TORSO_ASPECT, "outerwear": 2.1 * TORSO_ASPECT, "bag": 1.0}[category]
+    return {"top": TORSO_ASPECT, "outerwear": 1.75 * TORSO_ASPECT, "bag": 1.0}[category]
 
 
 def build_outline(
-    category: str, box: Box, attrs: dict[str, str], rng: random.Random, *,
-    mirror: bool = False, pair: bool = False, open_front: bool = False,
-) -> Outline:  # fmt: skip
+    category: str,
+    box: Box,
+    attrs: dict[str, str],
+    rng: random.Random,
+    *,
+    mirror: bool = False,
+    pair: bool = False,
+    open_front: bool = False,
+) -> Outline:
     """The silhouette of one garment filling ``box``, with small random jitter in its proportions."""
     x0, y0, x1, y1 = box
     if category in ("top", "outerwear", "dress"):
@@ -154,9 +169,14 @@ def _upper(
         out.details.append(("line", f.pts([(0.5 - neck, 0.0), (0.5, 0.11), (0.5 + neck, 0.0)]), f.px(0.02)))
     else:  # coat: collar, lapels, front edge, buttons, pocket flaps
         for s in (-1, 1):
-            lapel = [(0.5 + s * neck, 0.0), (0.5 + s * (neck + 0.06), 0.1), (0.5 + s * 0.08, 0.24), (0.5, 0.5)]
+            lapel = [
+                (0.5 + s * neck, 0.0),
+                (0.5 + s * (neck + 0.06), 0.1),
+                (0.5 + s * 0.08, 0.24),
+                (0.5, 0.5),
+            ]
             out.details.append(("line", f.pts(lapel), f.px(0.012)))
-            flap = [(0.5 + s * 0.09, 1.25), (0.5 + s * 0.19, 1.25)]
+            flap = [(0.5 + s * 0.11, 1.3), (0.5 + s * 0.18, 1.3)]
             out.details.append(("line", f.pts(flap), f.px(0.01)))
         if open_front:
             gap = [(0.48, 0.12), (0.52, 0.12), (0.59, hem_v), (0.41, hem_v)]
@@ -170,12 +190,15 @@ def _upper(
 
 def _trousers(f: _Frame, attrs: dict[str, str], rng: random.Random) -> Outline:
     h = _LENGTHS["trousers"][attrs["length"]]
-    crotch, taper, band = min(0.8, 0.72 / h + _j(rng, 0.02)), 0.03 + _j(rng, 0.02), 0.1 / h
+    crotch, taper, band = min(0.7, 0.55 / h + _j(rng, 0.02)), 0.03 + _j(rng, 0.02), 0.1 / h
     left = [(0.06, 0.0), (0.03 + _j(rng, 0.01), 0.3 / h), (0.03 + taper, 1.0), (0.47 - taper, 1.0)]
     right = [(1 - u, v) for u, v in reversed(left)]
     out = Outline(fill=[("polygon", f.pts([*left, (0.5, crotch), *right]), 255)])
     fly = [(0.5, band), (0.5, crotch * 0.75), (0.44, crotch * 0.9)]
-    out.details += [("line", f.pts([(0.0, band), (1.0, band)]), f.px(0.02)), ("line", f.pts(fly), f.px(0.015))]
+    out.details += [
+        ("line", f.pts([(0.0, band), (1.0, band)]), f.px(0.02)),
+        ("line", f.pts(fly), f.px(0.015)),
+    ]
     for s in (-1, 1):
         pocket = [(0.5 + s * 0.26, band), (0.5 + s * 0.4, band + 0.18 / h)]
         out.details.append(("line", f.pts(pocket), f.px(0.015)))
@@ -185,8 +208,15 @@ def _trousers(f: _Frame, attrs: dict[str, str], rng: random.Random) -> Outline:
 def _skirt(f: _Frame, attrs: dict[str, str], rng: random.Random) -> Outline:
     h = _LENGTHS["skirt"][attrs["length"]]
     waist, hem, band = 0.3 + _j(rng, 0.03), min(0.5, 0.36 + 0.1 * h + _j(rng, 0.02)), 0.08 / h
-    out = Outline(fill=[("polygon", f.pts([(0.5 - waist, 0.0), (0.5 + waist, 0.0), (0.5 + hem, 1.0),
-                                           (0.5 - hem, 1.0)]), 255)])  # fmt: skip
+    out = Outline(
+        fill=[
+            (
+                "polygon",
+                f.pts([(0.5 - waist, 0.0), (0.5 + waist, 0.0), (0.5 + hem, 1.0), (0.5 - hem, 1.0)]),
+                255,
+            )
+        ]
+    )
     out.details.append(("line", f.pts([(0.0, band), (1.0, band)]), f.px(0.015)))
     for s in (-0.5, 0.5):  # pleats
         out.details.append(("line", f.pts([(0.5 + s * waist, band), (0.5 + s * hem, 1.0)]), f.px(0.008)))
@@ -202,8 +232,10 @@ def _shoe(f: _Frame, attrs: dict[str, str], rng: random.Random) -> Outline:
         upper = [(0.02, 0.42), (0.10, 0.28), (0.30, 0.32), (0.42, 0.44), (0.62, 0.5), (0.85, toe)]
     outline = [*upper, (0.98, 0.76), (0.99, 0.98), (0.01, 0.98)]
     out = Outline(fill=[("polygon", f.pts(outline), 255)])
-    out.details += [("line", f.pts([(0.01, 0.86), (0.99, 0.86)]), f.px(0.03)),
-                    ("line", f.pts([*outline, outline[0]]), f.px(0.012))]  # fmt: skip
+    out.details += [
+        ("line", f.pts([(0.01, 0.86), (0.99, 0.86)]), f.px(0.03)),
+        ("line", f.pts([*outline, outline[0]]), f.px(0.012)),
+    ]
     lace_from = (0.42, 0.5) if boot else (0.42, 0.44)
     for k in range(3):
         u, v = lace_from[0] + 0.07 * k, lace_from[1] + 0.03 * k
@@ -214,11 +246,17 @@ def _shoe(f: _Frame, attrs: dict[str, str], rng: random.Random) -> Outline:
 def _bag(f: _Frame, attrs: dict[str, str], rng: random.Random) -> Outline:
     top, slant = 0.38 + _j(rng, 0.04), 0.07 + _j(rng, 0.03)
     body = [(0.03 + slant, top), (0.97 - slant, top), (0.97, 1.0), (0.03, 1.0)]
-    out = Outline(fill=[("ellipse", f.pts([(0.24, 0.0), (0.76, top + 0.24)]), 255),
-                        ("ellipse", f.pts([(0.31, 0.07), (0.69, top + 0.18)]), 0),
-                        ("polygon", f.pts(body), 255)])  # fmt: skip
-    out.details += [("line", f.pts([(0.06 + slant, top + 0.12), (0.94 - slant, top + 0.12)]), f.px(0.012)),
-                    ("dot", f.pts([(0.5, top + 0.2)]), f.px(0.03))]  # fmt: skip
+    out = Outline(
+        fill=[
+            ("ellipse", f.pts([(0.24, 0.0), (0.76, top + 0.24)]), 255),
+            ("ellipse", f.pts([(0.31, 0.07), (0.69, top + 0.18)]), 0),
+            ("polygon", f.pts(body), 255),
+        ]
+    )
+    out.details += [
+        ("line", f.pts([(0.06 + slant, top + 0.12), (0.94 - slant, top + 0.12)]), f.px(0.012)),
+        ("dot", f.pts([(0.5, top + 0.2)]), f.px(0.03)),
+    ]
     return out
 
 
@@ -233,12 +271,14 @@ def _luma(rgb: Sequence[int]) -> float:
     return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
 
 
-def pattern_layer(size: tuple[int, int], rgb: RGB, pattern: str, scale: float, rng: random.Random) -> Image.Image:
-    """A full ``size`` layer of ``pattern`` in ``rgb`` and a lighter/darker tone of it, repeating ~7x per ``scale``."""
+def pattern_layer(
+    size: tuple[int, int], rgb: RGB, pattern: str, scale: float, rng: random.Random
+) -> Image.Image:
+    """A full ``size`` layer of ``pattern`` in ``rgb`` and a lighter/darker tone, ~7 repeats per ``scale``."""
     w, h = size
     pixels = np.empty((h, w, 3), np.uint8)
     pixels[:] = rgb
-    second = _shade(rgb, -0.38 if _luma(rgb) > 140 else 0.5)
+    second = _shade(rgb, -0.38 if _luma(rgb) > 140 else 0.45)
     period = max(4, round(scale / rng.uniform(5.0, 9.0)))
     ys, xs = np.ogrid[:h, :w]
     ys, xs = (ys + rng.randrange(period)) % period, (xs + rng.randrange(period)) % period
@@ -248,7 +288,7 @@ def pattern_layer(size: tuple[int, int], rgb: RGB, pattern: str, scale: float, r
     elif pattern == "checked":
         across, down = np.broadcast_arrays(xs < period / 2, ys < period / 2)
         pixels[across ^ down] = second
-        pixels[across & down] = _shade(second, -0.3)
+        pixels[across & down] = _shade(rgb, -0.3)  # gingham: where the bands cross, the deepest tone
     elif pattern == "dotted":
         radius = period * rng.uniform(0.16, 0.26)
         pixels[(xs - period / 2) ** 2 + (ys - period / 2) ** 2 < radius**2] = second

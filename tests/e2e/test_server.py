@@ -1,0 +1,137 @@
+"""End to end: the `fashion-search` CLI builds an index and serves it with a real uvicorn process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import open_clip
+import pytest
+import torch
+
+from models.openclip_loader import save_checkpoint
+from tests.helpers import TINY_CONFIG, TINY_MODEL, garment_image, jpeg_bytes, write_catalog
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A tiny model saved as an open_clip local-dir, so a separate process can load it."""
+    model_dir = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    save_checkpoint(open_clip.create_model(TINY_MODEL), model_dir / "open_clip_model.safetensors", TINY_MODEL)
+    (model_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CONFIG}))
+    return {
+        **os.environ,
+        "FASHION_EMBEDDER__MODEL_NAME": f"local-dir:{model_dir}",
+        "FASHION_EMBEDDER__PRETRAINED": "",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    feed = write_catalog(root, 24, ['{"id": "bad", "title": "no image"}'])
+    result = cli("index", "build", "--catalog", str(feed), "--out", str(root / "index"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "built" in result.stdout and "24 items, 1 skipped" in result.stdout
+    assert "skipped line 25 (id 'bad')" in result.stderr
+    return root / "index"
+
+
+@pytest.fixture(scope="module")
+def server(index: Path, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.cli", "serve", "--index", str(index), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}: {process.stdout.read()}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server did not become ready within 90 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_search_over_http(server: str) -> None:
+    files = {"image": ("look.jpg", jpeg_bytes(garment_image(9), quality=95), "image/jpeg")}
+    response = httpx.post(f"{server}/v1/search", files=files, data={"top_k": "4"}, timeout=30)
+    assert response.status_code == 200, response.text
+    matches = response.json()["garments"][0]["matches"]
+    assert len(matches) == 4 and matches[0]["item_id"] == "item-0009"
+
+
+def test_errors_over_http(server: str) -> None:
+    files = {"image": ("x.txt", b"not an image", "application/octet-stream")}
+    response = httpx.post(f"{server}/v1/search", files=files, timeout=30)
+    assert response.status_code == 422 and response.json()["code"] == "undecodable_image"
+    assert httpx.get(f"{server}/healthz", timeout=5).json() == {"status": "ok"}
+    assert httpx.get(f"{server}/docs", timeout=5).status_code == 200
+
+
+def test_cli_info_and_search(index: Path, env: dict[str, str], tmp_path: Path) -> None:
+    info = cli("index", "info", str(index), env=env)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["count"] == 24
+    garment_image(2).save(tmp_path / "query.png")
+    found = cli("search", str(tmp_path / "query.png"), "--index", str(index), "--top-k", "2", env=env)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["garments"][0]["matches"][0]["item_id"] == "item-0002"
+
+
+def test_cli_failures_are_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    missing = cli(
+        "index", "build", "--catalog", str(tmp_path / "no.jsonl"), "--out", str(tmp_path / "i"), env=env
+    )
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1].startswith(
+        "error: catalogue feed"
+    )
+    bad_env = {**env, "FASHION_MAX_TOP_K": "-5"}
+    wrong = cli("index", "info", str(tmp_path), env=bad_env)
+    assert wrong.returncode != 0 and "error:" in wrong.stderr
+    not_built = cli("index", "info", str(tmp_path), env=env)
+    assert not_built.returncode == 1 and "is not a built index" in not_built.stderr
