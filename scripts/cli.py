@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 index_app = typer.Typer(no_args_is_help=True, help="Build and inspect catalogue indexes.")
 app.add_typer(index_app, name="index")
-log = logging.getLogger("fashion_search")
+OUR_LOGGERS = ("models", "indexer", "service", "scripts", "uvicorn")
 
 
 def _settings(**overrides: Any) -> Any:
@@ -27,10 +27,13 @@ def _settings(**overrides: Any) -> Any:
     from service.settings import Settings
 
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
         _fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", code=2)
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(settings.log_level)
+    return settings
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -160,10 +163,12 @@ def serve(
 
 
 def main() -> None:
+    # Our loggers (and uvicorn's) at INFO; third-party chatter (open_clip logs to the root logger) at WARNING.
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     app()
 
 
