@@ -103,7 +103,7 @@ class IndexStore:
                 raise UnknownCategoryError(
                     f"unknown category {category!r}; the catalogue has: {', '.join(self.categories)}"
                 )
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))  # type: ignore[call-arg]
             top_k = min(top_k, len(rows))
         top_k = min(top_k, self.count)
         if top_k <= 0 or len(queries) == 0:

@@ -205,7 +205,7 @@ def save_checkpoint(model: torch.nn.Module, path: Path, architecture: str) -> No
     save_file(state, str(path), metadata={"architecture": architecture, "format": "open_clip"})
 
 
-def build_model(spec: EmbedderSpec) -> tuple[torch.nn.Module, Any, str]:
+def build_model(spec: EmbedderSpec) -> tuple[Any, Any, str]:
     """Return (model in eval mode, inference transform, source id) for a spec."""
     source = resolve_source(spec)
     if source.pretrained is None and not source.model_name.startswith(("hf-hub:", "local-dir:")):

@@ -4,6 +4,7 @@ Names and flags are a contract with scripts and monitoring: keep them stable."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -98,7 +99,7 @@ def index_info(directory: Annotated[Path, typer.Argument(help="index link or bui
         try:
             info = {
                 "path": str(directory.resolve()),
-                "manifest": store.manifest.__dict__,
+                "manifest": dataclasses.asdict(store.manifest),
                 "count": store.count,
                 "categories": store.category_counts(),
             }

@@ -7,18 +7,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import faiss
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from indexer.search import OutfitSearcher
 from indexer.store import IndexStore
 from models.detector import create_detector
 from models.embedder import create_embedder
-from service.errors import install_error_handlers
+from service.errors import error_body, install_error_handlers
 from service.limiter import SearchLimiter
 from service.routes import router
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form fields and part headers around the image
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -43,5 +45,20 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_body_limit(app, settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
     app.include_router(router)
     return app
+
+
+def install_body_limit(app: FastAPI, limit: int) -> None:
+    """Refuse a declared oversized body before reading it (the route re-checks the actual bytes)."""
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next):
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return JSONResponse(
+                error_body("image_too_large", f"the request body is {declared} bytes; the limit is {limit}"),
+                status_code=413,
+            )
+        return await call_next(request)

@@ -83,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.middleware("http")
-    async def _unexpected_errors(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def _unexpected_errors(request: Request, call_next):
         # Here rather than as an Exception handler, which Starlette re-raises (a second traceback).
         try:
             return await call_next(request)

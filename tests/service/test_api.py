@@ -114,6 +114,13 @@ def test_every_error_maps_to_its_code(client: TestClient, make_request, status: 
     assert set(body) == {"code", "message"} and body["code"] == code and body["message"]
 
 
+def test_declared_oversized_body_is_refused_before_reading(client: TestClient) -> None:
+    response = client.post(
+        "/v1/search", content=b"x" * 10, headers={"content-length": "999999999", "content-type": "image/jpeg"}
+    )
+    assert response.status_code == 413 and response.json()["code"] == "image_too_large"
+
+
 def test_overload_gives_503_with_retry_after(client: TestClient) -> None:
     limiter = client.app.state.limiter
     held = threading.Event()
