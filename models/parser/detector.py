@@ -1,0 +1,102 @@
+"""`ParserDetector`: garments in a street photo from the trained garment parser (semantic segmentation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from models.detector import Garment
+from models.parser.instances import Instance, extract_instances
+from models.parser.network import load_network
+from models.parser.taxonomy import CLASS_INDEX, GARMENT_CLASSES
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "garment-parser-v1.safetensors"
+
+
+@dataclass(frozen=True)
+class Parse:
+    """Network output for one image at the network's input resolution."""
+
+    class_map: np.ndarray  # (h, w) int64 class indices
+    confidence: np.ndarray  # (h, w) float32 probability of the predicted class
+
+
+class ParserDetector:
+    """Garment instances = connected components of each garment class in the predicted mask.
+
+    Boxes are in pixels of the image passed to `detect`; masks are bool arrays of the image's size. Score
+    is the mean predicted-class probability inside the component. Sorted by score, highest first.
+    """
+
+    name = "garment-parser"
+
+    def __init__(
+        self,
+        weights_path: Path = DEFAULT_WEIGHTS,
+        threads: int = 0,
+        min_area_frac: float = 0.001,
+        flip: bool = True,
+        min_score: float = 0.0,
+    ) -> None:
+        if threads < 0 or not 0.0 <= min_area_frac < 1.0:
+            raise ValueError(
+                f"threads must be >= 0 and min_area_frac in [0, 1); got {threads}, {min_area_frac}"
+            )
+        if threads:
+            torch.set_num_threads(threads)
+        self.network, self.config = load_network(Path(weights_path))
+        self.network = self.network.to(memory_format=torch.channels_last)
+        self.min_area_frac = min_area_frac
+        self.flip = flip
+        self.min_score = min_score
+        self._garment_indices = tuple(CLASS_INDEX[name] for name in GARMENT_CLASSES)
+        self._mean = torch.tensor(self.config.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.config.std).view(1, 3, 1, 1)
+
+    @torch.inference_mode()
+    def probabilities(self, image: Image.Image) -> torch.Tensor:
+        """Softmax class probabilities (classes, h, w) at the network's input size (flip-averaged if set)."""
+        height, width = self.config.input_size
+        rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        pixels = ((pixels - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        if self.flip:
+            logits = self.network(torch.cat([pixels, pixels.flip(-1)]))
+            probs = (F.softmax(logits[0], dim=0) + F.softmax(logits[1], dim=0).flip(-1)) / 2
+        else:
+            probs = F.softmax(self.network(pixels)[0], dim=0)
+        return probs
+
+    def parse(self, image: Image.Image) -> Parse:
+        confidence, class_map = self.probabilities(image).max(dim=0)
+        return Parse(class_map.numpy(), confidence.numpy())
+
+    def detect(self, image: Image.Image) -> list[Garment]:
+        parse = self.parse(image)
+        instances = extract_instances(
+            parse.class_map, self._garment_indices, parse.confidence, min_area_frac=self.min_area_frac
+        )
+        garments = [self._to_garment(instance, image.size) for instance in instances]
+        garments = [garment for garment in garments if garment.score >= self.min_score]
+        return sorted(garments, key=lambda garment: garment.score, reverse=True)
+
+    def _to_garment(self, instance: Instance, size: tuple[int, int]) -> Garment:
+        width, height = size
+        map_height, map_width = instance.mask.shape
+        x0, y0, x1, y1 = instance.box
+        box = (
+            int(np.floor(x0 * width / map_width)),
+            int(np.floor(y0 * height / map_height)),
+            min(width, int(np.ceil(x1 * width / map_width))),
+            min(height, int(np.ceil(y1 * height / map_height))),
+        )
+        rows = np.minimum((np.arange(height) + 0.5) * map_height / height, map_height - 1).astype(np.intp)
+        cols = np.minimum((np.arange(width) + 0.5) * map_width / width, map_width - 1).astype(np.intp)
+        mask = instance.mask[rows[:, None], cols[None, :]]
+        category = self.config.classes[instance.class_index]
+        return Garment(box=box, category=category, score=round(instance.score, 4), mask=mask)
