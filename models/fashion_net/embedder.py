@@ -1,0 +1,152 @@
+"""The project-trained fashion embedder behind the same interface as the open_clip embedder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from models.errors import ModelMismatchError, WeightsNotFoundError
+from models.fashion_net.network import ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, FashionNet
+from models.openclip_loader import file_digest
+
+log = logging.getLogger(__name__)
+
+FORMAT = "fashion-net"
+TRAIN_COMMAND = (
+    "python -m models.fashion_net.train --clothing ../shared/data/clothing --ccp ../shared/data/ccp "
+    "--out {path} --minutes 30 --seed 0 --threads 1"
+)
+
+
+def save_weights(
+    model: FashionNet,
+    path: Path,
+    labels: list[str],
+    input_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    training: dict[str, Any] | None = None,
+) -> None:
+    """Write the embedding network (no classifier head) as safetensors with its preprocessing metadata."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "architecture": ARCHITECTURE,
+        "dimension": str(model.dimension),
+        "input_size": str(input_size),
+        "mean": json.dumps(list(mean)),
+        "std": json.dumps(list(std)),
+        "labels": json.dumps(labels),
+        "training": json.dumps(training or {}),
+    }
+    save_file(state, str(path), metadata=metadata)
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise ModelMismatchError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def _parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[int, int, list[float], list[float]]:
+    if metadata.get("format") != FORMAT or metadata.get("architecture") != ARCHITECTURE:
+        raise ModelMismatchError(
+            f"{path} was saved as format={metadata.get('format')!r} architecture="
+            f"{metadata.get('architecture')!r}; this loader expects {FORMAT!r} / {ARCHITECTURE!r}"
+        )
+    try:
+        dimension = int(metadata["dimension"])
+        input_size = int(metadata["input_size"])
+        mean = [float(v) for v in json.loads(metadata["mean"])]
+        std = [float(v) for v in json.loads(metadata["std"])]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelMismatchError(f"{path} has missing or malformed metadata: {exc!r}") from exc
+    if dimension < 1 or not 16 <= input_size <= 1024 or len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ModelMismatchError(
+            f"{path} metadata is out of range: dimension={dimension}, input_size={input_size}, "
+            f"mean={mean}, std={std}"
+        )
+    return dimension, input_size, mean, std
+
+
+class FashionNetEmbedder:
+    """L2-normalised float32 embeddings of shape (n, dimension) from a project-trained FashionNet."""
+
+    def __init__(
+        self, weights_path: Path, device: str = "cpu", threads: int = 0, batch_size: int = 32
+    ) -> None:
+        weights_path = Path(weights_path)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not weights_path.is_file():
+            raise WeightsNotFoundError(
+                f"fashion embedder weights {weights_path} do not exist; train them with `"
+                + TRAIN_COMMAND.format(path=weights_path)
+                + "` (see models/weights/fashion-embedder-v1.md) or point the setting at the shipped file"
+            )
+        if threads:
+            torch.set_num_threads(threads)
+        metadata = _read_metadata(weights_path)
+        dimension, self._input_size, mean, std = _parse_metadata(weights_path, metadata)
+        self.labels: list[str] = json.loads(metadata.get("labels", "[]"))
+        model = FashionNet(dimension)
+        state = load_file(str(weights_path))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelMismatchError(
+                f"{weights_path} does not fit {ARCHITECTURE} with dimension {dimension}: "
+                f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:2]}"
+            ) from exc
+        self._model = model.to(device).eval()
+        self._device = device
+        self._batch_size = batch_size
+        self._dimension = dimension
+        self._mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(std).view(1, 3, 1, 1)
+        self._name = f"fashion-net:{weights_path.stem}#{file_digest(weights_path)[:12]}"
+        log.info("embedder %s ready, dimension %d, input %d px", self._name, dimension, self._input_size)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def input_size(self) -> int:
+        return self._input_size
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if len(images) == 0:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        step = self._batch_size
+        parts = [self._encode(images[start : start + step]) for start in range(0, len(images), step)]
+        return np.concatenate(parts, axis=0)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """RGB, squashed to input_size x input_size (as in training), scaled and normalised: (3, s, s)."""
+        size = self._input_size
+        resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        pixels = torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy())
+        return pixels.permute(2, 0, 1).float().div_(255.0)
+
+    def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        pixels = torch.stack([self.preprocess(image) for image in images])
+        pixels = ((pixels - self._mean) / self._std).to(self._device)
+        with torch.inference_mode():
+            features = self._model.embed(pixels)
+        return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
