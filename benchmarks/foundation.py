@@ -24,7 +24,6 @@ from benchmarks.machine import machine_info
 from indexer.build import BuildOptions, build_index
 from indexer.search import OutfitSearcher
 from indexer.store import IndexStore
-from models.detector import create_detector
 from models.embedder import create_embedder
 from models.images import decode_image
 from scripts.demo_catalog import generate_catalog
@@ -58,7 +57,7 @@ def main() -> None:
         payloads = [query.read_bytes() for query in queries]
 
         store = IndexStore.open(root / "index")
-        searcher = OutfitSearcher(create_detector(settings.detector), embedder, store)
+        searcher = OutfitSearcher(settings.build_detector(), embedder, store)
         stages: dict[str, list[float]] = {}
         for i in range(args.queries):
             started = time.perf_counter()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
+
+from models.spec import SHIPPED_PARSER
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,28 @@ class FullFrameDetector:
         return [Garment(box=(0, 0, width, height), category=None, score=1.0)]
 
 
-def create_detector(kind: str) -> GarmentDetector:
+class FallbackDetector:
+    """Use `primary`; when it finds no garment (a product shot, a close-up), fall back to `fallback`."""
+
+    def __init__(self, primary: GarmentDetector, fallback: GarmentDetector) -> None:
+        self.primary, self.fallback = primary, fallback
+        self.name = primary.name
+
+    def detect(self, image: Image.Image) -> list[Garment]:
+        return self.primary.detect(image) or self.fallback.detect(image)
+
+
+DETECTOR_KINDS = ("garment-parser", FullFrameDetector.name)
+
+
+def create_detector(kind: str, weights: Path | None = None, threads: int = 0) -> GarmentDetector:
+    """ "garment-parser": the shipped street-photo parser (full frame when it finds nothing);
+    "full-frame": one garment = the whole image."""
     if kind == FullFrameDetector.name:
         return FullFrameDetector()
-    raise ValueError(f"unknown detector {kind!r}; available: {FullFrameDetector.name}")
+    if kind == "garment-parser":
+        from models.parser.detector import ParserDetector
+
+        parser = ParserDetector(weights or SHIPPED_PARSER, threads=threads)
+        return FallbackDetector(parser, FullFrameDetector())
+    raise ValueError(f"unknown detector {kind!r}; available: {', '.join(DETECTOR_KINDS)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from models.openclip_loader import build_model
-from models.spec import EmbedderSpec
+from models.spec import SHIPPED_EMBEDDER, EmbedderSpec
 
 log = logging.getLogger(__name__)
 
@@ -65,4 +66,9 @@ class OpenClipEmbedder:
 
 
 def create_embedder(spec: EmbedderSpec) -> Embedder:
+    if spec.kind == "fashion-net":
+        from models.fashion_net import FashionNetEmbedder
+
+        weights = Path(spec.pretrained) if spec.pretrained else SHIPPED_EMBEDDER
+        return FashionNetEmbedder(weights, spec.device, spec.threads, spec.batch_size)
     return OpenClipEmbedder(spec)

@@ -25,10 +25,8 @@ from models.spec import RANDOM_INIT, EmbedderSpec
 
 log = logging.getLogger(__name__)
 
-PROJECT_CONFIGS = Path(__file__).parent / "configs"
 HF_CONFIG_NAME = "open_clip_config.json"
 HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-_registered = False
 
 
 @dataclass(frozen=True)
@@ -41,16 +39,7 @@ class ResolvedSource:
     transform_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def register_project_configs() -> None:
-    """Make the configs shipped in models/configs/ known to open_clip (idempotent)."""
-    global _registered
-    if not _registered:
-        open_clip.add_model_config(PROJECT_CONFIGS)
-        _registered = True
-
-
 def resolve_source(spec: EmbedderSpec) -> ResolvedSource:
-    register_project_configs()
     if spec.model_name.startswith("hf-hub:"):
         return _resolve_hub(spec)
     if spec.model_name.startswith("local-dir:"):

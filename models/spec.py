@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from models.errors import ConfigError
 
 RANDOM_INIT = "random"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED_EMBEDDER = WEIGHTS_DIR / "fashion-embedder-v1.safetensors"
+SHIPPED_PARSER = WEIGHTS_DIR / "garment-parser-v1.safetensors"
+EMBEDDER_KINDS = ("fashion-net", "open_clip")
 
 
 @dataclass(frozen=True)
 class EmbedderSpec:
     """Names an embedder.
 
-    model_name: an open_clip architecture ("ViT-B-32", a project config such as "fashion-demo-vit"),
-        or a schema id: "hf-hub:org/name" or "local-dir:/path/to/folder" (config + weights inside).
+    kind: "fashion-net" (default: the compact embedder this project trains and ships; `pretrained` is its
+        weights file, empty = the shipped models/weights/fashion-embedder-v1.safetensors) or "open_clip".
+    model_name (open_clip): an open_clip architecture ("ViT-B-32"), or a schema id: "hf-hub:org/name"
+        (default: Marqo-FashionSigLIP, the recommended production model) or "local-dir:/path/to/folder"
+        (config + weights inside).
     pretrained: for a plain architecture, where the weights come from: an open_clip tag
         ("laion2b_s34b_b79k"), a local checkpoint file (.safetensors/.bin/.pt), or "random" for a seeded
         random init (tests and the weight-free demo only; recorded as such in the manifest).
     """
 
-    model_name: str = "fashion-demo-vit"
-    pretrained: str | None = RANDOM_INIT
+    kind: str = "fashion-net"
+    model_name: str = "hf-hub:Marqo/marqo-fashionSigLIP"
+    pretrained: str | None = None
     device: str = "cpu"
     threads: int = 0
     batch_size: int = 32
@@ -30,6 +39,8 @@ class EmbedderSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.kind not in EMBEDDER_KINDS:
+            raise ConfigError(f"embedder kind must be one of {', '.join(EMBEDDER_KINDS)}, got {self.kind!r}")
         if not self.model_name.strip():
             raise ConfigError("embedder model_name is empty")
         if self.batch_size < 1:

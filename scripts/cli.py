@@ -122,7 +122,6 @@ def search(
     def body() -> None:
         from indexer.search import OutfitSearcher
         from indexer.store import IndexStore
-        from models.detector import create_detector
         from models.embedder import create_embedder
         from models.images import decode_image
         from service.schemas import search_response
@@ -134,7 +133,7 @@ def search(
         store = IndexStore.open(index)
         try:
             searcher = OutfitSearcher(
-                create_detector(settings.detector), create_embedder(settings.embedder.to_spec()), store
+                settings.build_detector(), create_embedder(settings.embedder.to_spec()), store
             )
             result = searcher.search(picture, top_k, category.lower() if category else None)
         finally:

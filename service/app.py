@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 
 from indexer.search import OutfitSearcher
 from indexer.store import IndexStore
-from models.detector import create_detector
 from models.embedder import create_embedder
 from service.errors import error_body, install_error_handlers
 from service.limiter import SearchLimiter
@@ -30,7 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
         store = IndexStore.open(settings.index_dir)
         try:
             embedder = create_embedder(settings.embedder.to_spec())
-            app.state.searcher = OutfitSearcher(create_detector(settings.detector), embedder, store)
+            app.state.searcher = OutfitSearcher(settings.build_detector(), embedder, store)
             app.state.limiter = SearchLimiter(settings.max_concurrent_searches, settings.queue_timeout_s)
             log.info("ready: %d items, model %s", store.count, embedder.name)
             yield

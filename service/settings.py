@@ -9,16 +9,25 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.detector import GarmentDetector, create_detector
 from models.spec import RANDOM_INIT, EmbedderSpec
 
 
 class EmbedderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_name: str = Field(
-        "fashion-demo-vit", description="open_clip architecture, hf-hub:org/name or local-dir:/path"
+    kind: Literal["fashion-net", "open_clip"] = Field(
+        "fashion-net", description="fashion-net: the shipped trained embedder; open_clip: model_name below"
     )
-    pretrained: str | None = Field(RANDOM_INIT, description="open_clip tag, checkpoint file, or 'random'")
+    model_name: str = Field(
+        "hf-hub:Marqo/marqo-fashionSigLIP",
+        description="open_clip architecture, hf-hub:org/name or local-dir:/path",
+    )
+    pretrained: str | None = Field(
+        None,
+        description="fashion-net: weights file (empty = shipped); "
+        f"open_clip: tag, checkpoint file or '{RANDOM_INIT}'",
+    )
     device: str = "cpu"
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default")
     batch_size: int = Field(32, ge=1, le=1024)
@@ -36,7 +45,11 @@ class Settings(BaseSettings):
 
     index_dir: Path = Field(Path("var/index"), description="the index link written by `index build --out`")
     embedder: EmbedderSettings = EmbedderSettings()
-    detector: Literal["full-frame"] = "full-frame"
+    detector: Literal["garment-parser", "full-frame"] = Field(
+        "garment-parser", description="garment-parser: every garment in a street photo; full-frame: one box"
+    )
+    detector_weights: Path | None = Field(None, description="parser weights file (empty = shipped)")
+    detector_threads: int = Field(0, ge=0, description="torch threads for the parser; 0 = torch default")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(40_000_000, ge=64 * 64)
     default_top_k: int = Field(10, ge=1)
@@ -47,3 +60,6 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def build_detector(self) -> GarmentDetector:
+        return create_detector(self.detector, self.detector_weights, self.detector_threads)

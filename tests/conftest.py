@@ -17,7 +17,7 @@ def _tiny_configs(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_spec() -> EmbedderSpec:
-    return EmbedderSpec(model_name=TINY_MODEL, pretrained="random", seed=0, batch_size=8)
+    return EmbedderSpec(kind="open_clip", model_name=TINY_MODEL, pretrained="random", seed=0, batch_size=8)
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (model_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CONFIG}))
     return {
         **os.environ,
+        "FASHION_EMBEDDER__KIND": "open_clip",
+        "FASHION_DETECTOR": "full-frame",
         "FASHION_EMBEDDER__MODEL_NAME": f"local-dir:{model_dir}",
         "FASHION_EMBEDDER__PRETRAINED": "",
         "HF_HUB_OFFLINE": "1",

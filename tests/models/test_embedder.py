@@ -52,7 +52,7 @@ def test_local_checkpoint_round_trip(
     model = open_clip.create_model(TINY_MODEL, pretrained=None)
     path = tmp_path / "tiny.safetensors"
     save_checkpoint(model, path, TINY_MODEL)
-    loaded = create_embedder(EmbedderSpec(model_name=TINY_MODEL, pretrained=str(path)))
+    loaded = create_embedder(EmbedderSpec(kind="open_clip", model_name=TINY_MODEL, pretrained=str(path)))
     assert loaded.name.startswith(f"open_clip:{TINY_MODEL}/file:tiny.safetensors#")
     images = [garment_image(i) for i in range(3)]
     np.testing.assert_allclose(loaded.embed_images(images), tiny_embedder.embed_images(images), atol=1e-5)
@@ -67,7 +67,9 @@ def test_local_dir_schema_loads_config_and_weights(tmp_path: Path, tiny_embedder
     model = open_clip.create_model(TINY_MODEL, pretrained=None)
     save_checkpoint(model, tmp_path / "open_clip_model.safetensors", TINY_MODEL)
     (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CONFIG}))
-    loaded = create_embedder(EmbedderSpec(model_name=f"local-dir:{tmp_path}", pretrained=None))
+    loaded = create_embedder(
+        EmbedderSpec(kind="open_clip", model_name=f"local-dir:{tmp_path}", pretrained=None)
+    )
     images = [garment_image(7)]
     np.testing.assert_allclose(loaded.embed_images(images), tiny_embedder.embed_images(images), atol=1e-5)
 
@@ -75,34 +77,36 @@ def test_local_dir_schema_loads_config_and_weights(tmp_path: Path, tiny_embedder
 def test_missing_weights_file_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "weights.safetensors"
     with pytest.raises(WeightsNotFoundError, match="nowhere/weights.safetensors"):
-        create_embedder(EmbedderSpec(model_name=TINY_MODEL, pretrained=str(missing)))
+        create_embedder(EmbedderSpec(kind="open_clip", model_name=TINY_MODEL, pretrained=str(missing)))
 
 
 def test_no_weights_configured_is_an_error_not_random() -> None:
     with pytest.raises(WeightsNotFoundError, match="no weights configured"):
-        create_embedder(EmbedderSpec(model_name=TINY_MODEL, pretrained=None))
+        create_embedder(EmbedderSpec(kind="open_clip", model_name=TINY_MODEL, pretrained=None))
 
 
 def test_uncached_tag_gives_offline_fix_without_network() -> None:
     with pytest.raises(WeightsNotFoundError, match="not cached locally.*huggingface-cli download laion/"):
-        create_embedder(EmbedderSpec(model_name="ViT-B-32", pretrained="laion2b_s34b_b79k"))
+        create_embedder(EmbedderSpec(kind="open_clip", model_name="ViT-B-32", pretrained="laion2b_s34b_b79k"))
 
 
 def test_uncached_hub_model_gives_offline_fix() -> None:
     with pytest.raises(WeightsNotFoundError, match="Marqo/marqo-fashionSigLIP.*local-dir"):
-        create_embedder(EmbedderSpec(model_name="hf-hub:Marqo/marqo-fashionSigLIP", pretrained=None))
+        create_embedder(
+            EmbedderSpec(kind="open_clip", model_name="hf-hub:Marqo/marqo-fashionSigLIP", pretrained=None)
+        )
 
 
 def test_local_dir_without_checkpoint_is_refused(tmp_path: Path) -> None:
     (tmp_path / "open_clip_config.json").write_text("{}")
     with pytest.raises(WeightsNotFoundError, match="no checkpoint file"):
-        create_embedder(EmbedderSpec(model_name=f"local-dir:{tmp_path}", pretrained=None))
+        create_embedder(EmbedderSpec(kind="open_clip", model_name=f"local-dir:{tmp_path}", pretrained=None))
 
 
 def test_quick_gelu_mismatch_is_refused() -> None:
     # open_clip issue #771: the OpenAI weights need QuickGELU; plain ViT-B-32 would embed silently wrong.
     with pytest.raises(ModelMismatchError, match="quickgelu"):
-        create_embedder(EmbedderSpec(model_name="ViT-B-32", pretrained="openai"))
+        create_embedder(EmbedderSpec(kind="open_clip", model_name="ViT-B-32", pretrained="openai"))
 
 
 def test_checkpoint_recorded_for_other_architecture_is_refused(tmp_path: Path) -> None:
@@ -110,7 +114,7 @@ def test_checkpoint_recorded_for_other_architecture_is_refused(tmp_path: Path) -
     path = tmp_path / "other.safetensors"
     save_checkpoint(model, path, OTHER_TINY_MODEL)
     with pytest.raises(ModelMismatchError, match="saved for architecture"):
-        create_embedder(EmbedderSpec(model_name=TINY_MODEL, pretrained=str(path)))
+        create_embedder(EmbedderSpec(kind="open_clip", model_name=TINY_MODEL, pretrained=str(path)))
 
 
 def test_checkpoint_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
@@ -118,9 +122,9 @@ def test_checkpoint_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "other.pt"
     torch.save(model.state_dict(), path)
     with pytest.raises(ModelMismatchError, match="does not fit architecture"):
-        create_embedder(EmbedderSpec(model_name=TINY_MODEL, pretrained=str(path)))
+        create_embedder(EmbedderSpec(kind="open_clip", model_name=TINY_MODEL, pretrained=str(path)))
 
 
 def test_unknown_architecture_lists_known_ones() -> None:
     with pytest.raises(ModelMismatchError, match="unknown open_clip architecture 'no-such-net'"):
-        create_embedder(EmbedderSpec(model_name="no-such-net", pretrained="random"))
+        create_embedder(EmbedderSpec(kind="open_clip", model_name="no-such-net", pretrained="random"))

@@ -15,7 +15,8 @@ from tests.helpers import TINY_MODEL
 def settings(built_index: Path) -> Settings:
     return Settings(
         index_dir=built_index,
-        embedder=EmbedderSettings(model_name=TINY_MODEL, pretrained="random", batch_size=8),
+        detector="full-frame",
+        embedder=EmbedderSettings(kind="open_clip", model_name=TINY_MODEL, pretrained="random", batch_size=8),
         max_upload_bytes=200_000,
         max_image_pixels=1_000_000,
         max_top_k=20,

@@ -164,7 +164,7 @@ def test_unexpected_error_is_generic_500_and_logged_once(
 
 
 def test_service_refuses_to_start_with_a_different_model(tmp_path: Path, settings: Settings) -> None:
-    other = create_embedder(EmbedderSpec(model_name=OTHER_TINY_MODEL, pretrained="random"))
+    other = create_embedder(EmbedderSpec(kind="open_clip", model_name=OTHER_TINY_MODEL, pretrained="random"))
     out = tmp_path / "index"
     build_index(write_catalog(tmp_path, 4), out, other, BuildOptions(progress=False))
     app = create_app(settings.model_copy(update={"index_dir": out}))
