@@ -63,12 +63,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--min-area-frac", type=float, default=0.001)
+    parser.add_argument("--min-score", type=float, default=0.0, help="drop instances scoring below this")
     parser.add_argument("--no-flip", action="store_true", help="disable test-time horizontal flip")
     parser.add_argument("--limit", type=int, default=0, help="only the first N held-out photos (smoke runs)")
     args = parser.parse_args()
 
     detector = ParserDetector(
-        args.weights, threads=args.threads, min_area_frac=args.min_area_frac, flip=not args.no_flip
+        args.weights,
+        threads=args.threads,
+        min_area_frac=args.min_area_frac,
+        flip=not args.no_flip,
+        min_score=args.min_score,
     )
     lookup = load_label_lookup(args.data)
     ids = heldout_ids()[: args.limit or None]

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     )
     detector_weights: Path | None = Field(None, description="parser weights file (empty = shipped)")
     detector_threads: int = Field(0, ge=0, description="torch threads for the parser; 0 = torch default")
+    detector_min_score: float = Field(
+        0.45, ge=0, le=1, description="drop parser garments whose mean class probability is lower"
+    )
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(40_000_000, ge=64 * 64)
     default_top_k: int = Field(10, ge=1)
@@ -62,4 +65,6 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def build_detector(self) -> GarmentDetector:
-        return create_detector(self.detector, self.detector_weights, self.detector_threads)
+        return create_detector(
+            self.detector, self.detector_weights, self.detector_threads, self.detector_min_score
+        )
