@@ -36,8 +36,8 @@ class OutfitSearcher:
 
     def search(self, image: Image.Image, top_k: int, category: str | None = None) -> OutfitResult:
         """Matches per detected garment. `category` limits matches to that catalogue category and drops
-        garments the detector placed in another category; otherwise a garment's own detected category
-        filters its matches when the catalogue has that category."""
+        garments the detector placed in another category; otherwise a garment's detected category filters
+        its matches, and a category the catalogue does not sell gets no matches."""
         if category is not None and category not in self.store.categories:
             raise UnknownCategoryError(
                 f"unknown category {category!r}; the catalogue has: {', '.join(self.store.categories)}"
@@ -56,7 +56,11 @@ class OutfitSearcher:
         started = time.perf_counter()
         results = []
         for garment, vector in zip(garments, vectors, strict=True):
-            wanted = category or (garment.category if garment.category in self.store.categories else None)
+            wanted = category or garment.category
+            if wanted is not None and wanted not in self.store.categories:
+                # A detected hat in a catalogue without hats: no match beats an unrelated product.
+                results.append(GarmentMatches(garment, []))
+                continue
             hits = self.store.search(vector[None, :], top_k, wanted)[0]
             results.append(GarmentMatches(garment, hits))
         timings["search"] = _ms_since(started)

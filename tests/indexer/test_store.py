@@ -6,9 +6,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from PIL import Image
 
 from indexer.manifest import MANIFEST_NAME, VECTORS_NAME, IndexCorruptError
+from indexer.search import OutfitSearcher
 from indexer.store import IndexStore, UnknownCategoryError
+from models.detector import Garment
 from models.embedder import Embedder
 from models.errors import ModelMismatchError
 from tests.helpers import garment_image
@@ -87,3 +90,22 @@ def test_parts_that_disagree_are_reported(built_index: Path, tmp_path: Path) -> 
     (copy / VECTORS_NAME).write_bytes(b"garbage")
     with pytest.raises(IndexCorruptError, match="not a readable FAISS index"):
         IndexStore.open(copy)
+
+
+def test_detected_category_filters_matches_and_unsold_category_gets_none(
+    built_index: Path, tiny_embedder: Embedder
+) -> None:
+    class TwoGarments:
+        name = "fixed"
+
+        def detect(self, image: Image.Image) -> list[Garment]:
+            return [Garment((0, 0, 32, 32), "skirt", 0.9), Garment((32, 32, 64, 64), "hat", 0.8)]
+
+    store = IndexStore.open(built_index)
+    try:
+        result = OutfitSearcher(TwoGarments(), tiny_embedder, store).search(garment_image(3), top_k=4)
+    finally:
+        store.close()
+    skirt, hat = result.garments
+    assert len(skirt.matches) == 4 and {hit.item.category for hit in skirt.matches} == {"skirt"}
+    assert hat.matches == []
