@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.batching import embed_in_batches
 from models.openclip_loader import build_model
 from models.spec import SHIPPED_EMBEDDER, EmbedderSpec
 
@@ -51,11 +52,7 @@ class OpenClipEmbedder:
         return self._dimension
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros((0, self._dimension), dtype=np.float32)
-        batch = self._spec.batch_size
-        parts = [self._encode(images[start : start + batch]) for start in range(0, len(images), batch)]
-        return np.concatenate(parts, axis=0)
+        return embed_in_batches(images, self._spec.batch_size, self._dimension, self._encode)
 
     def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         pixels = torch.stack([self._preprocess(image) for image in images]).to(self._spec.device)

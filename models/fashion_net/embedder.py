@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from models.batching import embed_in_batches
 from models.errors import ModelMismatchError, WeightsNotFoundError
 from models.fashion_net.network import ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, FashionNet
 from models.openclip_loader import file_digest
@@ -131,11 +132,7 @@ class FashionNetEmbedder:
         return self._input_size
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if len(images) == 0:
-            return np.zeros((0, self._dimension), dtype=np.float32)
-        step = self._batch_size
-        parts = [self._encode(images[start : start + step]) for start in range(0, len(images), step)]
-        return np.concatenate(parts, axis=0)
+        return embed_in_batches(images, self._batch_size, self._dimension, self._encode)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """RGB, squashed to input_size x input_size (as in training), scaled and normalised: (3, s, s)."""
