@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import FashionSearchError
+from models.files import file_digest
 
 REQUIRED_FIELDS = ("id", "image", "title", "category")
 KNOWN_FIELDS = (*REQUIRED_FIELDS, "brand", "price", "currency", "in_stock", "url", "attributes")
@@ -97,20 +97,12 @@ def read_feed(path: Path) -> Feed:
             items.append(item)
     except UnicodeDecodeError as exc:
         raise FeedError(f"catalogue feed {path} is not UTF-8 text: {exc}") from exc
-    return Feed(path=path, items=items, bad_rows=bad, sha256=file_sha256(path))
+    return Feed(path=path, items=items, bad_rows=bad, sha256=file_digest(path))
 
 
 def _row_id(raw: Any) -> str | None:
     value = raw.get("id") if isinstance(raw, dict) else None
     return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:

@@ -7,7 +7,6 @@ it is not there the error names the file and how to provide it. It never falls b
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -21,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from models.errors import ModelMismatchError, WeightsNotFoundError
+from models.files import file_digest
 from models.spec import RANDOM_INIT, EmbedderSpec
 
 log = logging.getLogger(__name__)
@@ -173,14 +173,6 @@ def _resolve_file(model_name: str, path: Path) -> ResolvedSource:
                 f"checkpoint {path} was saved for architecture {recorded!r}, not {model_name!r}"
             )
     return ResolvedSource(model_name, str(path), f"{model_name}/file:{path.name}#{file_digest(path)[:12]}")
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint_metadata(path: Path) -> dict[str, str]:

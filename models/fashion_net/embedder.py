@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from models.batching import embed_in_batches
 from models.errors import ModelMismatchError, WeightsNotFoundError
 from models.fashion_net.network import ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, FashionNet
-from models.openclip_loader import file_digest
+from models.files import file_digest
 
 log = logging.getLogger(__name__)
 
