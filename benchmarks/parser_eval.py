@@ -129,6 +129,7 @@ def main() -> None:
             "threads": args.threads,
             "flip": not args.no_flip,
             "min_area_frac": args.min_area_frac,
+            "min_score": args.min_score,
             "heldout_photos": len(ids),
         },
         "miou": round(float(np.nanmean([v for v in iou.values() if v is not None])), 4),

@@ -81,8 +81,9 @@ class ParserDetector:
         instances = extract_instances(
             parse.class_map, self._garment_indices, parse.confidence, min_area_frac=self.min_area_frac
         )
-        garments = [self._to_garment(instance, image.size) for instance in instances]
-        garments = [garment for garment in garments if garment.score >= self.min_score]
+        # Score filter first: full-size masks are built only for the garments we return.
+        kept = [instance for instance in instances if round(instance.score, 4) >= self.min_score]
+        garments = [self._to_garment(instance, image.size) for instance in kept]
         return sorted(garments, key=lambda garment: garment.score, reverse=True)
 
     def _to_garment(self, instance: Instance, size: tuple[int, int]) -> Garment:
