@@ -17,8 +17,10 @@ from tqdm import tqdm
 
 from indexer.feed import BadRow, CatalogItem, read_feed
 from indexer.manifest import METADATA_NAME, VECTORS_NAME, Manifest
-from indexer.metadata import write_metadata
+from indexer.metadata import ItemRow, write_metadata
 from indexer.publish import BuildError, build_lock, check_out_dir, new_staging_dir, publish
+from models.attributes.extractor import AttributeExtractor, create_extractor
+from models.attributes.guess import AttributeGuess
 from models.embedder import Embedder
 from models.errors import FashionSearchError
 from models.images import decode_image
@@ -48,9 +50,20 @@ class BuildReport:
         return self.manifest.count / self.manifest.build_seconds if self.manifest.build_seconds else 0.0
 
 
-def build_index(feed_path: Path, out_dir: Path, embedder: Embedder, options: BuildOptions) -> BuildReport:
-    """Build and atomically publish an index. On any failure the published index is left as it was."""
+def build_index(
+    feed_path: Path,
+    out_dir: Path,
+    embedder: Embedder,
+    options: BuildOptions,
+    extractor: AttributeExtractor | None = None,
+) -> BuildReport:
+    """Build and atomically publish an index. On any failure the published index is left as it was.
+
+    Feed attributes are normalised through the taxonomy (source "feed"); groups the feed leaves out are
+    predicted from the product image (source "predicted", with confidence) by `extractor` (default: colour,
+    plus zero-shot groups when the embedder has a text tower)."""
     started = time.perf_counter()
+    extractor = extractor or create_extractor(embedder)
     check_out_dir(out_dir)
     feed = read_feed(feed_path)
     _fail_if_strict(options, feed.bad_rows)
@@ -58,14 +71,14 @@ def build_index(feed_path: Path, out_dir: Path, embedder: Embedder, options: Bui
         staging = new_staging_dir(out_dir)
         try:
             index = faiss.IndexFlatIP(embedder.dimension)
-            kept: list[tuple[int, CatalogItem]] = []
+            kept: list[ItemRow] = []
             bad = list(feed.bad_rows)
-            for items, vectors, batch_bad in _embedded_batches(feed.items, embedder, options):
+            for items, images, vectors, batch_bad in _embedded_batches(feed.items, embedder, options):
                 bad.extend(batch_bad)
                 _fail_if_strict(options, batch_bad)
                 _check_vectors(vectors, len(items), embedder.dimension)
-                first_row = len(kept)
-                kept.extend((first_row + offset, item) for offset, item in enumerate(items))
+                for item, image, vector in zip(items, images, vectors, strict=True):
+                    kept.append(_item_row(len(kept), item, image, vector, extractor))
                 if len(items):
                     index.add(vectors)
             if not kept:
@@ -84,6 +97,7 @@ def build_index(feed_path: Path, out_dir: Path, embedder: Embedder, options: Bui
                 skipped_rows=len(bad),
                 build_seconds=round(time.perf_counter() - started, 3),
                 detector="full-frame",
+                predicted_attributes=extractor.predicted_groups,
             )
             manifest.write(staging)
             final = publish(staging, out_dir, options.keep_builds)
@@ -94,6 +108,18 @@ def build_index(feed_path: Path, out_dir: Path, embedder: Embedder, options: Bui
     for row in bad:
         log.warning("skipped %s", row)
     return BuildReport(out_dir=out_dir, build_dir=final, manifest=manifest, bad_rows=bad)
+
+
+def _item_row(
+    row: int, item: CatalogItem, image: Image.Image, vector: np.ndarray, extractor: AttributeExtractor
+) -> ItemRow:
+    given, extra = extractor.taxonomy.normalise_attributes(item.attributes)
+    attributes = {group: AttributeGuess(value, 1.0, "feed") for group, value in given.items()}
+    if any(group not in attributes for group in extractor.predicted_groups):
+        predicted = extractor.for_product(image, item.category, vector)
+        for group, guess in predicted.values.items():
+            attributes.setdefault(group, guess)
+    return ItemRow(row, item, attributes, extra)
 
 
 def _fail_if_strict(options: BuildOptions, bad: list[BadRow]) -> None:
@@ -129,7 +155,7 @@ def _decoded_batches(
 
 def _embedded_batches(
     items: list[CatalogItem], embedder: Embedder, options: BuildOptions
-) -> Iterator[tuple[list[CatalogItem], np.ndarray, list[BadRow]]]:
+) -> Iterator[tuple[list[CatalogItem], list[Image.Image], np.ndarray, list[BadRow]]]:
     done, last_log, started = 0, time.monotonic(), time.monotonic()
     with tqdm(total=len(items), unit="item", desc="embedding", disable=not options.progress) as bar:
         for good, images, bad in _decoded_batches(items, options.batch_size, options.max_image_pixels):
@@ -140,4 +166,4 @@ def _embedded_batches(
             if now - last_log >= LOG_EVERY_S:
                 log.info("embedded %d/%d items, %.1f items/s", done, len(items), done / (now - started))
                 last_log = now
-            yield good, vectors, bad
+            yield good, images, vectors, bad

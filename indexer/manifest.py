@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from models.errors import FashionSearchError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-item attributes with confidence and source
 MANIFEST_NAME = "manifest.json"
 VECTORS_NAME = "vectors.faiss"
 METADATA_NAME = "items.sqlite"
@@ -33,6 +33,7 @@ class Manifest:
     build_seconds: float
     detector: str
     format_version: int = FORMAT_VERSION
+    predicted_attributes: tuple[str, ...] = ()  # groups predicted at index time where the feed had none
 
     def write(self, directory: Path) -> None:
         path = directory / MANIFEST_NAME
@@ -54,11 +55,15 @@ class Manifest:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise IndexCorruptError(f"{path} is not readable JSON: {exc}") from exc
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(data) - {"format_version"})
+        required = {f.name for f in fields(cls) if f.default is MISSING}
+        missing = sorted(required - set(data)) if isinstance(data, dict) else sorted(required)
         if not isinstance(data, dict) or missing:
             raise IndexCorruptError(f"{path} lacks field(s): {', '.join(missing)}")
         if data.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
             raise IndexCorruptError(
-                f"{path} has format_version {data.get('format_version')}; this build reads {FORMAT_VERSION}"
+                f"{path} has format_version {data.get('format_version')}; this build reads "
+                f"{FORMAT_VERSION}: rebuild it with `fashion-search index build`"
             )
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        values["predicted_attributes"] = tuple(values.get("predicted_attributes", ()))
+        return cls(**values)

@@ -9,9 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from indexer.feed import CatalogItem
+from models.attributes.guess import AttributeGuess
 
 _SCHEMA = """
 CREATE TABLE items (
@@ -25,11 +24,15 @@ CREATE TABLE items (
     in_stock INTEGER NOT NULL,
     url TEXT NOT NULL,
     attributes TEXT NOT NULL,
-    image TEXT NOT NULL
+    image TEXT NOT NULL,
+    extra_attributes TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX items_category ON items(category);
 """
-_COLUMNS = "row, item_id, title, category, brand, price, currency, in_stock, url, attributes, image"
+_COLUMNS = (
+    "row, item_id, title, category, brand, price, currency, in_stock, url, attributes, image, "
+    "extra_attributes"
+)
 
 
 @dataclass(frozen=True)
@@ -43,33 +46,45 @@ class ItemRecord:
     currency: str
     in_stock: bool
     url: str
-    attributes: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, AttributeGuess] = field(default_factory=dict)
     image: str = ""
+    extra_attributes: dict[str, str] = field(default_factory=dict)  # feed attributes the taxonomy lacks
 
 
-def write_metadata(path: Path, items: Iterable[tuple[int, CatalogItem]]) -> int:
+@dataclass(frozen=True)
+class ItemRow:
+    """What the build writes for one item: its feed row plus normalised and predicted attributes."""
+
+    row: int
+    item: CatalogItem
+    attributes: dict[str, AttributeGuess]
+    extra_attributes: dict[str, str]
+
+
+def write_metadata(path: Path, rows: Iterable[ItemRow]) -> int:
     """Create the item table at `path` (which must not exist) and return the number of rows."""
     connection = sqlite3.connect(path)
     try:
         connection.executescript(_SCHEMA)
         with connection:
             connection.executemany(
-                f"INSERT INTO items ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO items ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
-                        row,
-                        item.item_id,
-                        item.title,
-                        item.category,
-                        item.brand,
-                        item.price,
-                        item.currency,
-                        int(item.in_stock),
-                        item.url,
-                        json.dumps(item.attributes, sort_keys=True),
-                        str(item.image),
+                        entry.row,
+                        entry.item.item_id,
+                        entry.item.title,
+                        entry.item.category,
+                        entry.item.brand,
+                        entry.item.price,
+                        entry.item.currency,
+                        int(entry.item.in_stock),
+                        entry.item.url,
+                        json.dumps({g: a.to_json() for g, a in entry.attributes.items()}, sort_keys=True),
+                        str(entry.item.image),
+                        json.dumps(entry.extra_attributes, sort_keys=True),
                     )
-                    for row, item in items
+                    for entry in rows
                 ),
             )
         (count,) = connection.execute("SELECT COUNT(*) FROM items").fetchone()
@@ -110,17 +125,15 @@ class MetadataReader:
             ).fetchone()
         return _record(found) if found else None
 
-    def rows_by_category(self) -> dict[str, np.ndarray]:
+    def all_records(self) -> list[ItemRecord]:
+        """Every item in row order (the store builds its filter columns from them once, at open)."""
         with self._lock:
-            pairs = self._connection.execute("SELECT category, row FROM items ORDER BY row").fetchall()
-        grouped: dict[str, list[int]] = {}
-        for category, row in pairs:
-            grouped.setdefault(category, []).append(row)
-        return {category: np.asarray(rows, dtype=np.int64) for category, rows in grouped.items()}
+            found = self._connection.execute(f"SELECT {_COLUMNS} FROM items ORDER BY row").fetchall()
+        return [_record(values) for values in found]
 
 
 def _record(values: tuple) -> ItemRecord:
-    row, item_id, title, category, brand, price, currency, in_stock, url, attributes, image = values
+    row, item_id, title, category, brand, price, currency, in_stock, url, attributes, image, extra = values
     return ItemRecord(
         row=row,
         item_id=item_id,
@@ -131,6 +144,7 @@ def _record(values: tuple) -> ItemRecord:
         currency=currency,
         in_stock=bool(in_stock),
         url=url,
-        attributes=json.loads(attributes),
+        attributes={g: AttributeGuess.from_json(a) for g, a in json.loads(attributes).items()},
         image=image,
+        extra_attributes=json.loads(extra),
     )

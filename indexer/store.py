@@ -9,6 +9,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from indexer.filters import FilterColumns, SearchFilters
 from indexer.manifest import METADATA_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, MetadataReader
 from models.errors import FashionSearchError, ModelMismatchError
@@ -34,7 +35,9 @@ class IndexStore:
         self.manifest = manifest
         self._index = index
         self._items = items
-        self._category_rows = items.rows_by_category()
+        self.columns = FilterColumns(items.all_records())
+        names, counts = np.unique(self.columns.category.astype(str), return_counts=True)
+        self._category_counts = {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 
     @classmethod
     def open(cls, directory: Path) -> IndexStore:
@@ -72,10 +75,14 @@ class IndexStore:
 
     @property
     def categories(self) -> list[str]:
-        return sorted(self._category_rows)
+        return sorted(self._category_counts)
 
     def category_counts(self) -> dict[str, int]:
-        return {category: len(rows) for category, rows in sorted(self._category_rows.items())}
+        return dict(sorted(self._category_counts.items()))
+
+    def rows_for(self, filters: SearchFilters) -> np.ndarray | None:
+        """The rows a filtered search may return; None means every row (no filter)."""
+        return None if filters.empty else self.columns.rows(filters)
 
     def check_model(self, model_name: str, dimension: int) -> None:
         """Refuse a model that is not the one the index was built with."""
@@ -89,20 +96,18 @@ class IndexStore:
     def item(self, item_id: str) -> ItemRecord | None:
         return self._items.by_item_id(item_id)
 
-    def search(self, vectors: np.ndarray, top_k: int, category: str | None = None) -> list[list[Hit]]:
-        """Nearest items by inner product (cosine on normalised vectors), one list per query vector."""
+    def search(self, vectors: np.ndarray, top_k: int, rows: np.ndarray | None = None) -> list[list[Hit]]:
+        """Nearest items by inner product (cosine on normalised vectors), one list per query vector.
+
+        `rows` restricts the search to those rows inside FAISS (an IDSelector), so a filtered search still
+        returns top_k hits when at least that many rows qualify."""
         if vectors.ndim != 2 or vectors.shape[1] != self.manifest.dimension:
             raise ModelMismatchError(
                 f"query vectors have shape {vectors.shape}; the index expects (n, {self.manifest.dimension})"
             )
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
         params = None
-        if category is not None:
-            rows = self._category_rows.get(category)
-            if rows is None:
-                raise UnknownCategoryError(
-                    f"unknown category {category!r}; the catalogue has: {', '.join(self.categories)}"
-                )
+        if rows is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))  # type: ignore[call-arg]
             top_k = min(top_k, len(rows))
         top_k = min(top_k, self.count)

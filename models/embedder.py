@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from models.batching import embed_in_batches
-from models.openclip_loader import build_model
-from models.spec import SHIPPED_EMBEDDER, EmbedderSpec
+from models.errors import ModelMismatchError
+from models.openclip_loader import build_model, build_tokenizer
+from models.spec import RANDOM_INIT, SHIPPED_EMBEDDER, EmbedderSpec
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,9 @@ class OpenClipEmbedder:
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self._spec = spec
-        self._model, self._preprocess, source_id = build_model(spec)
-        self._name = f"open_clip:{source_id}"
+        self._model, self._preprocess, source = build_model(spec)
+        self._tokenizer = build_tokenizer(source, spec.cache_dir)
+        self._name = f"open_clip:{source.source_id}"
         probe = self._encode([Image.new("RGB", (32, 32), (128, 128, 128))])
         self._dimension = int(probe.shape[1])
         log.info("embedder %s ready, dimension %d", self._name, self._dimension)
@@ -53,6 +55,24 @@ class OpenClipEmbedder:
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return embed_in_batches(images, self._spec.batch_size, self._dimension, self._encode)
+
+    @property
+    def has_text_tower(self) -> bool:
+        """A tokenizer is available and the weights are trained: a random-init text tower would only
+        produce confident noise, so zero-shot attributes stay off for it."""
+        return self._tokenizer is not None and self._spec.pretrained != RANDOM_INIT
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised text vectors (n, d) in the image vectors' space."""
+        if self._tokenizer is None:
+            raise ModelMismatchError(f"{self._name} has no usable text tokenizer offline")
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        tokens = self._tokenizer(list(texts)).to(self._spec.device)
+        with torch.inference_mode():
+            features: Any = self._model.encode_text(tokens)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
 
     def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
         pixels = torch.stack([self._preprocess(image) for image in images]).to(self._spec.device)

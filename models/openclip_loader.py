@@ -186,8 +186,8 @@ def save_checkpoint(model: torch.nn.Module, path: Path, architecture: str) -> No
     save_file(state, str(path), metadata={"architecture": architecture, "format": "open_clip"})
 
 
-def build_model(spec: EmbedderSpec) -> tuple[Any, Any, str]:
-    """Return (model in eval mode, inference transform, source id) for a spec."""
+def build_model(spec: EmbedderSpec) -> tuple[Any, Any, ResolvedSource]:
+    """Return (model in eval mode, inference transform, where its weights came from) for a spec."""
     source = resolve_source(spec)
     if source.pretrained is None and not source.model_name.startswith(("hf-hub:", "local-dir:")):
         torch.manual_seed(spec.seed)
@@ -213,4 +213,13 @@ def build_model(spec: EmbedderSpec) -> tuple[Any, Any, str]:
             ) from exc
         raise
     model.eval()
-    return model, preprocess, source.source_id
+    return model, preprocess, source
+
+
+def build_tokenizer(source: ResolvedSource, cache_dir: str | None) -> Any | None:
+    """The model's text tokenizer, or None when it cannot be had offline (then there is no text tower)."""
+    try:
+        return open_clip.get_tokenizer(source.model_name, cache_dir=cache_dir)
+    except Exception as exc:  # a hub tokenizer config not in the cache, an unknown tokenizer name
+        log.warning("no text tokenizer for %s (%s): text features are off", source.model_name, exc)
+        return None

@@ -78,7 +78,7 @@ def index_build(
             keep_builds=keep,
             progress=progress,
         )
-        report = build_index(catalog, out, embedder, options)
+        report = build_index(catalog, out, embedder, options, settings.build_extractor(embedder))
         m = report.manifest
         typer.echo(
             f"built {out} -> {report.build_dir.name}: {m.count} items, {len(report.bad_rows)} skipped, "
@@ -116,26 +116,33 @@ def search(
     index: Annotated[Path, typer.Option(help="index link or build directory")],
     top_k: Annotated[int, typer.Option(min=1, max=1000)] = 5,
     category: Annotated[str | None, typer.Option(help="only match this category")] = None,
+    text: Annotated[str | None, typer.Option(help='refinement, e.g. "in red, not striped"')] = None,
+    filters: Annotated[
+        str | None, typer.Option(help='JSON, e.g. {"price_max": 50, "attributes": {"pattern": "solid"}}')
+    ] = None,
+    weights: Annotated[str | None, typer.Option(help='JSON group weights, e.g. {"colour": 3}')] = None,
+    attribute_weight: Annotated[float | None, typer.Option(help="0 = visual only")] = None,
+    profile: Annotated[str | None, typer.Option(help='JSON, e.g. {"brands": ["acme"]}')] = None,
 ) -> None:
     """Answer one query locally and print the service's JSON response."""
 
     def body() -> None:
-        from indexer.search import OutfitSearcher
         from indexer.store import IndexStore
-        from models.embedder import create_embedder
+        from models.attributes.taxonomy import load_taxonomy
         from models.images import decode_image
+        from service.query import search_request
         from service.schemas import search_response
 
         settings = _settings(index_dir=index)
         if not image.is_file():
             _fail(f"image {image} does not exist")
+        options = search_request(
+            settings, load_taxonomy(), top_k, category, text, filters, weights, profile, attribute_weight
+        )
         picture = decode_image(image.read_bytes(), settings.max_image_pixels)
         store = IndexStore.open(index)
         try:
-            searcher = OutfitSearcher(
-                settings.build_detector(), create_embedder(settings.embedder.to_spec()), store
-            )
-            result = searcher.search(picture, top_k, category.lower() if category else None)
+            result = settings.build_searcher(store).search(picture, options)
         finally:
             store.close()
         typer.echo(search_response(result, picture.size, result.timings_ms).model_dump_json(indent=2))

@@ -72,7 +72,7 @@ class _Frame:
 
 
 def sample_attributes(category: str, rng: random.Random) -> dict[str, str]:
-    """Shape attributes beyond colour and pattern (sleeve length, length, style)."""
+    """Shape attributes beyond colour and pattern (sleeve length, length, footwear type)."""
     attrs: dict[str, str] = {}
     if category in ("top", "dress"):
         attrs["sleeve_length"] = rng.choice(("sleeveless", "short", "long"))
@@ -81,7 +81,7 @@ def sample_attributes(category: str, rng: random.Random) -> dict[str, str]:
     if category in _LENGTHS:
         attrs["length"] = rng.choice(tuple(_LENGTHS[category]))
     if category == "footwear":
-        attrs["style"] = rng.choice(("sneaker", "boot"))
+        attrs["footwear_type"] = rng.choice(("sneaker", "boot"))
     return attrs
 
 
@@ -95,7 +95,7 @@ def noun(category: str, attrs: dict[str, str]) -> str:
     if category in ("dress", "skirt"):
         return f"{'knee-length' if length == 'knee' else length} {category}"
     if category == "footwear":
-        return "sneakers" if attrs.get("style") == "sneaker" else "ankle boots"
+        return "sneakers" if attrs.get("footwear_type") == "sneaker" else "ankle boots"
     return {"outerwear": "coat", "bag": "tote bag"}[category]
 
 
@@ -104,7 +104,7 @@ def garment_extent(category: str, attrs: dict[str, str], pair: bool = False) -> 
     if category in _LENGTHS:
         return _LENGTHS[category][attrs["length"]]
     if category == "footwear":
-        return (0.8 if attrs.get("style") == "boot" else 0.5) * (1.3 if pair else 1.0)
+        return (0.8 if attrs.get("footwear_type") == "boot" else 0.5) * (1.3 if pair else 1.0)
     return {"top": TORSO_ASPECT, "outerwear": 1.75 * TORSO_ASPECT, "bag": 1.0}[category]
 
 
@@ -224,7 +224,7 @@ def _skirt(f: _Frame, attrs: dict[str, str], rng: random.Random) -> Outline:
 
 
 def _shoe(f: _Frame, attrs: dict[str, str], rng: random.Random) -> Outline:
-    boot = attrs.get("style") == "boot"
+    boot = attrs.get("footwear_type") == "boot"
     toe = 0.6 + _j(rng, 0.05)
     if boot:
         upper = [(0.04, 0.45), (0.06, 0.0), (0.40, 0.0), (0.42, 0.5), (0.85, toe)]

@@ -10,9 +10,7 @@ import faiss
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from indexer.search import OutfitSearcher
 from indexer.store import IndexStore
-from models.embedder import create_embedder
 from service.errors import error_body, install_error_handlers
 from service.limiter import SearchLimiter
 from service.routes import router
@@ -28,10 +26,9 @@ def create_app(settings: Settings) -> FastAPI:
         faiss.omp_set_num_threads(settings.faiss_threads)
         store = IndexStore.open(settings.index_dir)
         try:
-            embedder = create_embedder(settings.embedder.to_spec())
-            app.state.searcher = OutfitSearcher(settings.build_detector(), embedder, store)
+            app.state.searcher = settings.build_searcher(store)
             app.state.limiter = SearchLimiter(settings.max_concurrent_searches, settings.queue_timeout_s)
-            log.info("ready: %d items, model %s", store.count, embedder.name)
+            log.info("ready: %d items, model %s", store.count, app.state.searcher.embedder.name)
             yield
         finally:
             store.close()

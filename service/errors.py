@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from indexer.filters import FilterError
 from indexer.store import UnknownCategoryError
 from models.errors import (
     FashionSearchError,
@@ -38,6 +39,7 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (UnsupportedImageTypeError, 415, "unsupported_media_type"),
     (ImageDecodeError, 422, "undecodable_image"),
     (UnknownCategoryError, 422, "unknown_category"),
+    (FilterError, 422, "invalid_filter"),
     (InvalidRequestError, 422, "invalid_request"),
     (ItemNotFoundError, 404, "item_not_found"),
     (OverloadedError, 503, "overloaded"),

@@ -11,7 +11,8 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from indexer.search import OutfitSearcher
 from models.errors import ImageTooLargeError
 from models.images import check_media_type, decode_image
-from service.errors import InvalidRequestError, ItemNotFoundError
+from service.errors import ItemNotFoundError
+from service.query import search_request
 from service.schemas import Health, Item, Ready, SearchResponse, item_from_record, search_response
 from service.settings import Settings
 
@@ -24,19 +25,35 @@ def search(
     image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, GIF, BMP)")],
     top_k: Annotated[int | None, Form(description="matches per garment")] = None,
     category: Annotated[str | None, Form(description="only match this catalogue category")] = None,
+    text: Annotated[str | None, Form(description='refinement, e.g. "in red, not striped"')] = None,
+    filters: Annotated[
+        str | None,
+        Form(
+            description='JSON: {"category", "brand", "price_min", "price_max", "in_stock", "gender", '
+            '"attributes": {group: value or [values]}}'
+        ),
+    ] = None,
+    weights: Annotated[str | None, Form(description='JSON group weights, e.g. {"colour": 3}')] = None,
+    attribute_weight: Annotated[
+        float | None, Form(description="0 = visual only, 1 = attributes only")
+    ] = None,
+    profile: Annotated[
+        str | None, Form(description='JSON: {"brands": [], "colours": [], "price_min", "price_max"}')
+    ] = None,
 ) -> SearchResponse:
     settings: Settings = request.app.state.settings
     searcher: OutfitSearcher = request.app.state.searcher
     k = settings.default_top_k if top_k is None else top_k
-    if not 1 <= k <= settings.max_top_k:
-        raise InvalidRequestError(f"top_k must be between 1 and {settings.max_top_k}, got {k}")
+    options = search_request(
+        settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile, attribute_weight
+    )
     check_media_type(image.content_type)
     data = read_limited(image.file, settings.max_upload_bytes)
     with request.app.state.limiter.slot():
         started = time.perf_counter()
         picture = decode_image(data, settings.max_image_pixels)
         decode_ms = round((time.perf_counter() - started) * 1000, 2)
-        result = searcher.search(picture, k, category.strip().lower() if category else None)
+        result = searcher.search(picture, options)
     timings = {"decode": decode_ms, **result.timings_ms}
     timings["total"] = round((time.perf_counter() - started) * 1000, 2)
     return search_response(result, picture.size, timings)

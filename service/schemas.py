@@ -2,19 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.metadata import ItemRecord
+from indexer.ranking import Agreement, RankedItem
 from indexer.search import OutfitResult
+from models.attributes.guess import AttributeGuess
+from models.attributes.refinement import Refinement
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AttributeOut(_Strict):
+    value: str
+    confidence: float = Field(
+        description="1 for feed values; the model's probability or colour share otherwise"
+    )
+    source: str = Field(description="feed, predicted or text")
+    alternatives: list[str] = Field(default_factory=list, description="further values (second colour)")
+
+
+class AgreementOut(_Strict):
+    group: str
+    value: str = Field(description="the item's value")
+    query: str = Field(description="what the garment (or the shopper's text) asked for")
+    source: str = Field(description="where the item's value came from: feed or predicted")
+
+
+class ColourOut(_Strict):
+    name: str
+    fraction: float = Field(description="share of the garment's pixels")
+
+
+class RefinementOut(_Strict):
+    wanted: dict[str, list[str]]
+    unwanted: dict[str, list[str]]
+    unmatched: list[str] = Field(description="words of `text` that name no attribute value")
+
+
 class Match(_Strict):
     item_id: str
-    score: float = Field(description="cosine similarity of the garment crop and the item image")
+    score: float = Field(
+        description="(1 - attribute_weight) * visual_score + attribute_weight * "
+        "attribute_score + profile_boost"
+    )
+    visual_score: float = Field(description="cosine similarity of the garment crop and the item image")
+    attribute_score: float = Field(description="weighted attribute agreement in [0, 1]; 0.5 = no evidence")
+    profile_boost: float
+    matched: list[AgreementOut]
+    mismatched: list[AgreementOut]
     title: str
     category: str
     brand: str
@@ -22,12 +62,17 @@ class Match(_Strict):
     currency: str
     in_stock: bool
     url: str
+    attributes: dict[str, AttributeOut]
 
 
 class GarmentOut(_Strict):
     box: list[int] = Field(min_length=4, max_length=4, description="[x0, y0, x1, y1], upright upload pixels")
     category: str | None
     score: float
+    attributes: dict[str, AttributeOut]
+    colours: list[ColourOut]
+    unknown_attributes: list[str] = Field(description="groups that apply but the loaded models cannot tell")
+    refinement: RefinementOut | None
     matches: list[Match]
 
 
@@ -46,7 +91,8 @@ class Item(_Strict):
     currency: str
     in_stock: bool
     url: str
-    attributes: dict[str, str]
+    attributes: dict[str, AttributeOut]
+    extra_attributes: dict[str, str] = Field(description="feed attributes outside the taxonomy, as given")
 
 
 class Health(_Strict):
@@ -62,10 +108,40 @@ class Ready(_Strict):
     categories: list[str]
 
 
-def match_from_record(record: ItemRecord, score: float) -> Match:
+def attributes_out(values: Mapping[str, AttributeGuess]) -> dict[str, AttributeOut]:
+    return {
+        group: AttributeOut(
+            value=guess.value,
+            confidence=round(guess.confidence, 4),
+            source=guess.source,
+            alternatives=list(guess.alternatives),
+        )
+        for group, guess in values.items()
+    }
+
+
+def _agreements(found: list[Agreement]) -> list[AgreementOut]:
+    return [
+        AgreementOut(group=a.group, value=a.item_value, query=a.query_value, source=a.source) for a in found
+    ]
+
+
+def match_out(ranked: RankedItem) -> Match:
+    item = item_from_record(ranked.item).model_dump(exclude={"extra_attributes"})
     return Match(
+        **item,
+        score=ranked.score,
+        visual_score=ranked.visual_score,
+        attribute_score=ranked.attribute_score,
+        profile_boost=ranked.profile_boost,
+        matched=_agreements(ranked.matched),
+        mismatched=_agreements(ranked.mismatched),
+    )
+
+
+def item_from_record(record: ItemRecord) -> Item:
+    return Item(
         item_id=record.item_id,
-        score=round(score, 6),
         title=record.title,
         category=record.category,
         brand=record.brand,
@@ -73,11 +149,19 @@ def match_from_record(record: ItemRecord, score: float) -> Match:
         currency=record.currency,
         in_stock=record.in_stock,
         url=record.url,
+        attributes=attributes_out(record.attributes),
+        extra_attributes=record.extra_attributes,
     )
 
 
-def item_from_record(record: ItemRecord) -> Item:
-    return Item(**{name: getattr(record, name) for name in Item.model_fields})
+def refinement_out(refinement: Refinement | None) -> RefinementOut | None:
+    if refinement is None:
+        return None
+    return RefinementOut(
+        wanted={g: sorted(v) for g, v in refinement.wanted.items()},
+        unwanted={g: sorted(v) for g, v in refinement.unwanted.items()},
+        unmatched=list(refinement.unmatched),
+    )
 
 
 def search_response(
@@ -89,7 +173,11 @@ def search_response(
                 box=list(g.garment.box),
                 category=g.garment.category,
                 score=round(g.garment.score, 4),
-                matches=[match_from_record(hit.item, hit.score) for hit in g.matches],
+                attributes=attributes_out(g.attributes.values),
+                colours=[ColourOut(name=c.name, fraction=c.fraction) for c in g.attributes.colours],
+                unknown_attributes=list(g.attributes.unknown),
+                refinement=refinement_out(g.refinement),
+                matches=[match_out(ranked) for ranked in g.matches],
             )
             for g in result.garments
         ],

@@ -6,10 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.ranking import CATEGORY_GROUP, RankingConfig
+from indexer.search import OutfitSearcher
+from indexer.store import IndexStore
+from models.attributes.extractor import AttributeExtractor
+from models.attributes.taxonomy import load_taxonomy
 from models.detector import GarmentDetector, create_detector
+from models.embedder import Embedder
 from models.spec import RANDOM_INIT, EmbedderSpec
 
 
@@ -38,6 +44,64 @@ class EmbedderSettings(BaseModel):
         return EmbedderSpec(**self.model_dump())
 
 
+DEFAULT_GROUP_WEIGHTS = {
+    "category": 1.0,
+    "colour": 2.0,
+    "pattern": 1.5,
+    "sleeve_length": 1.0,
+    "neckline": 0.75,
+    "length": 1.0,
+    "fit": 0.5,
+    "material": 0.75,
+    "footwear_type": 1.5,
+}
+
+
+def check_group_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Weights must name taxonomy groups (or "category") and lie in [0, 10]."""
+    known = [CATEGORY_GROUP, *load_taxonomy().groups]
+    for group, weight in weights.items():
+        if group not in known:
+            raise ValueError(f"unknown attribute group {group!r} in weights; known: {', '.join(known)}")
+        if not 0 <= weight <= 10:
+            raise ValueError(f"weight for {group!r} must be between 0 and 10, got {weight}")
+    return weights
+
+
+class RankingSettings(BaseModel):
+    """The re-ranking formula's knobs (see indexer/ranking.py); a request may override them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attribute_weight: float = Field(
+        0.3, ge=0, le=1, description="share of the attribute score in the final score (0 = visual only)"
+    )
+    group_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_GROUP_WEIGHTS),
+        description="weight per attribute group; groups not listed get default_group_weight",
+    )
+    default_group_weight: float = Field(0.5, ge=0, le=10)
+    prior: float = Field(1.0, gt=0, description="pseudo-evidence pulling the attribute score towards 0.5")
+    text_weight: float = Field(3.0, ge=0, le=100, description="multiplier for groups named in `text`")
+    profile_max_boost: float = Field(0.05, ge=0, le=0.5, description="most a shopper profile can add")
+
+    @field_validator("group_weights")
+    @classmethod
+    def _known_groups(cls, weights: dict[str, float]) -> dict[str, float]:
+        return check_group_weights(weights)
+
+    def to_config(self, overrides: dict[str, float] | None = None) -> RankingConfig:
+        weights = {**self.group_weights, **(overrides or {})}
+        return RankingConfig(
+            attribute_weight=self.attribute_weight,
+            group_weights=weights,
+            default_group_weight=self.default_group_weight,
+            prior=self.prior,
+            text_weight=self.text_weight,
+            profile_max_boost=self.profile_max_boost,
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FASHION_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -53,6 +117,16 @@ class Settings(BaseSettings):
     detector_min_score: float = Field(
         0.45, ge=0, le=1, description="drop parser garments whose mean class probability is lower"
     )
+    ranking: RankingSettings = RankingSettings()
+    candidate_pool: int = Field(
+        100, ge=1, le=10_000, description="vector-search candidates per garment before attribute re-ranking"
+    )
+    zero_shot: bool = Field(
+        True, description="predict non-colour attributes with the open_clip text tower when one is loaded"
+    )
+    zero_shot_min_confidence: float = Field(
+        0.4, ge=0, le=1, description="open_clip zero-shot attributes below this probability stay unknown"
+    )
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(40_000_000, ge=64 * 64)
     default_top_k: int = Field(10, ge=1)
@@ -63,6 +137,29 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def build_searcher(self, store: IndexStore) -> OutfitSearcher:
+        """Load the embedder, detector and attribute extractor and check them against the opened index."""
+        from models.embedder import create_embedder
+
+        embedder = create_embedder(self.embedder.to_spec())
+        return OutfitSearcher(
+            self.build_detector(),
+            embedder,
+            store,
+            self.build_extractor(embedder),
+            self.ranking.to_config(),
+            self.candidate_pool,
+        )
+
+    def build_extractor(self, embedder: Embedder) -> AttributeExtractor:
+        """Colour from pixels; zero-shot groups when enabled and the embedder has a trained text tower.
+        The index build and the service must use the same settings so both sides predict alike."""
+        from models.attributes.extractor import create_extractor
+
+        return create_extractor(
+            embedder if self.zero_shot else None, zero_shot_min_confidence=self.zero_shot_min_confidence
+        )
 
     def build_detector(self) -> GarmentDetector:
         return create_detector(

@@ -54,6 +54,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "FASHION_EMBEDDER__MODEL_NAME": f"local-dir:{model_dir}",
         "FASHION_EMBEDDER__PRETRAINED": "",
         "HF_HUB_OFFLINE": "1",
+        "FASHION_ZERO_SHOT": "false",  # a random text tower would only add confident noise
     }
 
 

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from indexer.filters import SearchFilters
 from indexer.manifest import MANIFEST_NAME, VECTORS_NAME, IndexCorruptError
-from indexer.search import OutfitSearcher
+from indexer.search import OutfitSearcher, SearchRequest
 from indexer.store import IndexStore, UnknownCategoryError
-from models.detector import Garment
+from models.attributes.extractor import create_extractor
+from models.attributes.guess import AttributeGuess
+from models.detector import FullFrameDetector, Garment
 from models.embedder import Embedder
 from models.errors import ModelMismatchError
 from tests.helpers import garment_image
@@ -26,7 +29,9 @@ def store(built_index: Path) -> IndexStore:
 
 def test_category_filter_only_returns_that_category(store: IndexStore, tiny_embedder: Embedder) -> None:
     query = tiny_embedder.embed_images([garment_image(0)])
-    hits = store.search(query, top_k=50, category="skirt")[0]
+    hits = store.search(query, top_k=50, rows=store.rows_for(SearchFilters(categories=frozenset({"skirt"}))))[
+        0
+    ]
     assert len(hits) == 10 and {hit.item.category for hit in hits} == {"skirt"}
     assert store.categories == ["bag", "skirt", "top", "trousers"]
 
@@ -35,14 +40,16 @@ def test_filtered_search_agrees_with_exact_search(store: IndexStore, tiny_embedd
     query = tiny_embedder.embed_images([garment_image(5)])
     everything = store.search(query, top_k=40)[0]
     expected = [hit.item.item_id for hit in everything if hit.item.category == "bag"][:5]
-    assert [hit.item.item_id for hit in store.search(query, 5, "bag")[0]] == expected
+    bags = store.rows_for(SearchFilters(categories=frozenset({"bag"})))
+    assert [hit.item.item_id for hit in store.search(query, 5, bags)[0]] == expected
     scores = [hit.score for hit in everything]
     assert scores == sorted(scores, reverse=True)
 
 
-def test_unknown_category_is_an_error(store: IndexStore, tiny_embedder: Embedder) -> None:
-    with pytest.raises(UnknownCategoryError, match="unknown category 'hats'"):
-        store.search(tiny_embedder.embed_images([garment_image(1)]), 3, "hats")
+def test_unknown_category_is_an_error(store: IndexStore) -> None:
+    searcher = OutfitSearcher(FullFrameDetector(), _Stub(store), store, create_extractor(None))
+    with pytest.raises(UnknownCategoryError, match="unknown category 'hat'"):
+        searcher.search(garment_image(1), SearchRequest(filters=SearchFilters(categories=frozenset({"hat"}))))
 
 
 def test_wrong_query_dimension_is_an_error(store: IndexStore) -> None:
@@ -61,7 +68,9 @@ def test_model_check(store: IndexStore, tiny_embedder: Embedder) -> None:
 def test_item_lookup(store: IndexStore) -> None:
     record = store.item("item-0007")
     assert (
-        record is not None and record.title == "Test garment 7" and record.attributes["pattern"] == "striped"
+        record is not None
+        and record.title == "Test garment 7"
+        and record.attributes["pattern"] == AttributeGuess("striped", 1.0, "feed")
     )
     assert store.item("nope") is None
 
@@ -103,9 +112,21 @@ def test_detected_category_filters_matches_and_unsold_category_gets_none(
 
     store = IndexStore.open(built_index)
     try:
-        result = OutfitSearcher(TwoGarments(), tiny_embedder, store).search(garment_image(3), top_k=4)
+        searcher = OutfitSearcher(TwoGarments(), tiny_embedder, store, create_extractor(tiny_embedder))
+        result = searcher.search(garment_image(3), SearchRequest(top_k=4))
     finally:
         store.close()
     skirt, hat = result.garments
-    assert len(skirt.matches) == 4 and {hit.item.category for hit in skirt.matches} == {"skirt"}
+    assert len(skirt.matches) == 4 and {ranked.item.category for ranked in skirt.matches} == {"skirt"}
+    assert skirt.attributes.values["colour"].source == "predicted"
     assert hat.matches == []
+
+
+class _Stub:
+    """An embedder that names the index's model; never called when the request is refused up front."""
+
+    def __init__(self, store: IndexStore) -> None:
+        self.name, self.dimension = store.manifest.model_name, store.manifest.dimension
+
+    def embed_images(self, images: list) -> np.ndarray:
+        raise AssertionError("not reached")

@@ -26,13 +26,14 @@ def test_search_returns_garments_with_ranked_matches(client: TestClient) -> None
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["image_size"] == [64, 64]
-    assert set(body["timings_ms"]) == {"decode", "detect", "embed", "search", "total"}
+    assert set(body["timings_ms"]) == {"decode", "detect", "embed", "attributes", "search", "rank", "total"}
     (garment,) = body["garments"]
     assert garment["box"] == [0, 0, 64, 64] and garment["category"] is None and garment["score"] == 1.0
     matches = garment["matches"]
     assert len(matches) == 3 and matches[0]["item_id"] == "item-0006"
     assert set(matches[0]) == {
-        "item_id", "score", "title", "category", "brand", "price", "currency", "in_stock", "url",
+        "item_id", "score", "visual_score", "attribute_score", "profile_boost", "matched", "mismatched",
+        "title", "category", "brand", "price", "currency", "in_stock", "url", "attributes",
     }  # fmt: skip
     assert [m["score"] for m in matches] == sorted((m["score"] for m in matches), reverse=True)
 
@@ -60,7 +61,8 @@ def test_item_lookup(client: TestClient) -> None:
     response = client.get("/v1/items/item-0003")
     assert response.status_code == 200
     assert (
-        response.json()["title"] == "Test garment 3" and response.json()["attributes"]["colour"] == "yellow"
+        response.json()["title"] == "Test garment 3"
+        and response.json()["attributes"]["colour"]["value"] == "yellow"
     )
 
 

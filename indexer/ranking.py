@@ -1,0 +1,195 @@
+"""Re-rank a candidate pool by visual similarity and attribute agreement, and say why each item matched.
+
+For a garment g and a candidate item i, over every attribute group G with weight w_G > 0 that both sides
+know (the garment's value, or the shopper's text for that group, and the item's feed or predicted value):
+
+    agreement a_G      1 if the values agree, 0.5 if one side's secondary colour is the other's main one,
+                       else 0 (an excluded value, "not striped", agrees when the item is anything else)
+    evidence  c_G      min(garment confidence, item confidence); 1 for shopper text
+    attribute_score    (prior * 0.5 + sum w_G c_G a_G) / (prior + sum w_G c_G)     (0.5 = no evidence)
+    score              (1 - attribute_weight) * visual_score + attribute_weight * attribute_score
+                       + profile_boost   (0 <= profile_boost <= profile_max_boost)
+
+Groups the shopper named in `text` get `text_weight` times their group weight, so "in red" outranks the
+photo's own colour. `category` is a group too: an item of a compatible but different category (a jacket for
+a detected top) is a mismatch on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from indexer.metadata import ItemRecord
+from models.attributes.guess import AttributeGuess
+from models.attributes.refinement import Refinement
+
+CATEGORY_GROUP = "category"
+SECONDARY_AGREEMENT = 0.5
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    attribute_weight: float = 0.3
+    group_weights: Mapping[str, float] = field(default_factory=dict)
+    default_group_weight: float = 1.0
+    prior: float = 1.0
+    text_weight: float = 3.0
+    profile_max_boost: float = 0.05
+
+    def weight(self, group: str) -> float:
+        return float(self.group_weights.get(group, self.default_group_weight))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A shopper's preferences; matching them gives a bounded boost (never a filter)."""
+
+    brands: frozenset[str] = frozenset()
+    colours: frozenset[str] = frozenset()
+    price_min: float | None = None
+    price_max: float | None = None
+
+    def criteria(self) -> int:
+        return (
+            bool(self.brands)
+            + bool(self.colours)
+            + (self.price_min is not None or self.price_max is not None)
+        )
+
+
+@dataclass(frozen=True)
+class Agreement:
+    group: str
+    item_value: str
+    query_value: str  # what the garment or the shopper's text asked for ("not striped" for an exclusion)
+    source: str  # where the item's value came from: feed or predicted
+
+
+@dataclass(frozen=True)
+class RankedItem:
+    item: ItemRecord
+    visual_score: float
+    attribute_score: float
+    score: float
+    profile_boost: float
+    matched: list[Agreement]
+    mismatched: list[Agreement]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    item: ItemRecord
+    visual_score: float
+
+
+def rank(
+    candidates: Sequence[Candidate],
+    garment_values: Mapping[str, AttributeGuess],
+    config: RankingConfig,
+    refinement: Refinement | None = None,
+    profile: Profile | None = None,
+    top_k: int | None = None,
+) -> list[RankedItem]:
+    """Score every candidate and return the best `top_k` (all when None), best first, ties by item_id."""
+    ranked = [_score(c, garment_values, config, refinement, profile) for c in candidates]
+    ranked.sort(key=lambda r: (-r.score, -r.visual_score, r.item.item_id))
+    return ranked if top_k is None else ranked[:top_k]
+
+
+def _score(
+    candidate: Candidate,
+    garment_values: Mapping[str, AttributeGuess],
+    config: RankingConfig,
+    refinement: Refinement | None,
+    profile: Profile | None,
+) -> RankedItem:
+    item = candidate.item
+    total_weight = 0.0
+    total_agreement = 0.0
+    matched: list[Agreement] = []
+    mismatched: list[Agreement] = []
+
+    def add(
+        group: str, weight: float, evidence: float, agreement: float, item_value: str, asked: str, source: str
+    ):
+        nonlocal total_weight, total_agreement
+        total_weight += weight * evidence
+        total_agreement += weight * evidence * agreement
+        (matched if agreement > 0 else mismatched).append(Agreement(group, item_value, asked, source))
+
+    wanted = refinement.wanted if refinement else {}
+    unwanted = refinement.unwanted if refinement else {}
+    for group, query in garment_values.items():
+        weight = config.weight(group)
+        theirs = _item_value(item, group)
+        if weight <= 0 or theirs is None or group in wanted:
+            continue
+        add(
+            group,
+            weight,
+            min(query.confidence, theirs.confidence),
+            _agreement(query, theirs),
+            theirs.value,
+            query.value,
+            theirs.source,
+        )
+    for group, values in wanted.items():
+        theirs = _item_value(item, group)
+        weight = config.weight(group) * config.text_weight
+        if theirs is None or weight <= 0:
+            continue
+        agreement = (
+            1.0 if theirs.value in values else SECONDARY_AGREEMENT * bool(set(theirs.alternatives) & values)
+        )
+        add(group, weight, 1.0, agreement, theirs.value, " or ".join(sorted(values)), theirs.source)
+    for group, values in unwanted.items():
+        theirs = _item_value(item, group)
+        weight = config.weight(group) * config.text_weight
+        if theirs is None or weight <= 0:
+            continue
+        agreement = 0.0 if theirs.value in values else 1.0
+        add(group, weight, 1.0, agreement, theirs.value, "not " + " or ".join(sorted(values)), theirs.source)
+
+    attribute_score = (config.prior * 0.5 + total_agreement) / (config.prior + total_weight)
+    boost = _profile_boost(item, profile, config.profile_max_boost)
+    score = (1 - config.attribute_weight) * candidate.visual_score + config.attribute_weight * attribute_score
+    return RankedItem(
+        item=item,
+        visual_score=round(candidate.visual_score, 6),
+        attribute_score=round(attribute_score, 6),
+        score=round(score + boost, 6),
+        profile_boost=round(boost, 6),
+        matched=matched,
+        mismatched=mismatched,
+    )
+
+
+def _item_value(item: ItemRecord, group: str) -> AttributeGuess | None:
+    if group == CATEGORY_GROUP:
+        return AttributeGuess(item.category, 1.0, "feed")
+    return item.attributes.get(group)
+
+
+def _agreement(query: AttributeGuess, theirs: AttributeGuess) -> float:
+    if query.value == theirs.value:
+        return 1.0
+    if query.value in theirs.alternatives or theirs.value in query.alternatives:
+        return SECONDARY_AGREEMENT
+    return 0.0
+
+
+def _profile_boost(item: ItemRecord, profile: Profile | None, max_boost: float) -> float:
+    if profile is None or not profile.criteria():
+        return 0.0
+    hits = 0
+    if profile.brands and item.brand.lower() in profile.brands:
+        hits += 1
+    colour = item.attributes.get("colour")
+    if profile.colours and colour is not None and colour.value in profile.colours:
+        hits += 1
+    if (profile.price_min is not None or profile.price_max is not None) and item.price is not None:
+        low = profile.price_min if profile.price_min is not None else 0.0
+        high = profile.price_max if profile.price_max is not None else float("inf")
+        hits += int(low <= item.price <= high)
+    return max_boost * hits / profile.criteria()

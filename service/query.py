@@ -1,0 +1,148 @@
+"""Search options from the multipart form: JSON-valued fields (`filters`, `weights`, `profile`) are parsed
+and validated here so every mistake is a 422 naming the field, before any model runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from indexer.filters import build_filters
+from indexer.ranking import Profile
+from indexer.search import SearchRequest
+from models.attributes.taxonomy import Taxonomy
+from service.errors import InvalidRequestError
+from service.settings import Settings, check_group_weights
+
+Model = TypeVar("Model", bound=BaseModel)
+MAX_TEXT_CHARS = 200
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FiltersIn(_Strict):
+    """`filters` form field, e.g. {"brand": ["acme"], "price_max": 50, "attributes": {"colour": "red"}}."""
+
+    category: str | list[str] | None = None
+    brand: str | list[str] | None = None
+    price_min: float | None = Field(None, ge=0)
+    price_max: float | None = Field(None, ge=0)
+    in_stock: bool | None = None
+    gender: str | None = None
+    attributes: dict[str, str | list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _price_band(self) -> FiltersIn:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError(f"price_min {self.price_min} is above price_max {self.price_max}")
+        return self
+
+
+class ProfileIn(_Strict):
+    """`profile` form field: a shopper's preferences, worth at most `ranking.profile_max_boost`."""
+
+    brands: list[str] = Field(default_factory=list, max_length=50)
+    colours: list[str] = Field(default_factory=list, max_length=20)
+    price_min: float | None = Field(None, ge=0)
+    price_max: float | None = Field(None, ge=0)
+
+
+def parse_json_field(name: str, raw: str | None, model: type[Model]) -> Model | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or name}: {error['msg']}" for error in exc.errors()
+        )
+        raise InvalidRequestError(f"{name}: {problems}") from None
+
+
+def parse_weights(raw: str | None) -> dict[str, float] | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        weights: Any = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"weights: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(weights, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in weights.values()
+    ):
+        raise InvalidRequestError('weights must be a JSON object of group -> number, e.g. {"colour": 3}')
+    try:
+        return check_group_weights({str(k): float(v) for k, v in weights.items()})
+    except ValueError as exc:
+        raise InvalidRequestError(f"weights: {exc}") from None
+
+
+def search_request(
+    settings: Settings,
+    taxonomy: Taxonomy,
+    top_k: int,
+    category: str | None,
+    text: str | None,
+    filters: str | None,
+    weights: str | None,
+    profile: str | None,
+    attribute_weight: float | None,
+) -> SearchRequest:
+    """Build the searcher's request; raises InvalidRequestError / FilterError (both 422)."""
+    if not 1 <= top_k <= settings.max_top_k:
+        raise InvalidRequestError(f"top_k must be between 1 and {settings.max_top_k}, got {top_k}")
+    if text is not None and len(text) > MAX_TEXT_CHARS:
+        raise InvalidRequestError(f"text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}")
+    if attribute_weight is not None and not 0 <= attribute_weight <= 1:
+        raise InvalidRequestError(f"attribute_weight must be between 0 and 1, got {attribute_weight}")
+    given = parse_json_field("filters", filters, FiltersIn) or FiltersIn()
+    categories = _listed(given.category) + ([category] if category else [])
+    search_filters = build_filters(
+        taxonomy,
+        categories=categories,
+        brands=_listed(given.brand),
+        price_min=given.price_min,
+        price_max=given.price_max,
+        in_stock=given.in_stock,
+        gender=given.gender,
+        attributes=given.attributes,
+    )
+    ranking = None
+    group_weights = parse_weights(weights)
+    if group_weights is not None or attribute_weight is not None:
+        base = settings.ranking
+        if attribute_weight is not None:
+            base = base.model_copy(update={"attribute_weight": attribute_weight})
+        ranking = base.to_config(group_weights)
+    return SearchRequest(
+        top_k=top_k,
+        filters=search_filters,
+        text=text.strip() if text and text.strip() else None,
+        profile=_profile(parse_json_field("profile", profile, ProfileIn), taxonomy),
+        ranking=ranking,
+    )
+
+
+def _listed(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+def _profile(given: ProfileIn | None, taxonomy: Taxonomy) -> Profile | None:
+    if given is None:
+        return None
+    colours = set()
+    for raw in given.colours:
+        colour = taxonomy.normalise_value("colour", raw)
+        if colour is None:
+            raise InvalidRequestError(f"profile.colours: unknown colour {raw!r}")
+        colours.add(colour)
+    return Profile(
+        brands=frozenset(b.strip().lower() for b in given.brands if b.strip()),
+        colours=frozenset(colours),
+        price_min=given.price_min,
+        price_max=given.price_max,
+    )
