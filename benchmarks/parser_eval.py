@@ -1,6 +1,6 @@
 """Garment parser on the held-out CCP split: per-class IoU, box precision/recall per garment class, latency.
 
-    python -m benchmarks.parser_eval --data DIR --weights FILE --out benchmarks/results/garment-parser-v1.json
+    python -m benchmarks.parser_eval --data DIR --weights FILE --out FILE.eval.json
 
 IoU is computed at each photo's full resolution (probabilities upsampled bilinearly). Ground-truth boxes are
 the connected components of the mapped ground-truth mask, with the same minimum-area filter and fragment

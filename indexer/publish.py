@@ -63,7 +63,8 @@ def new_staging_dir(out_dir: Path) -> Path:
     for stale in root.glob(f"*{PARTIAL_SUFFIX}"):
         log.warning("removing leftover partial build %s", stale)
         shutil.rmtree(stale, ignore_errors=True)
-    build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 10**9:09d}"
+    now_ns = time.time_ns()  # one clock reading: names sort in build order even across a second boundary
+    build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 10**9)) + f"-{now_ns % 10**9:09d}"
     staging = root / f"{build_id}{PARTIAL_SUFFIX}"
     staging.mkdir()
     return staging

@@ -10,7 +10,7 @@ from models.errors import ConfigError
 RANDOM_INIT = "random"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_EMBEDDER = WEIGHTS_DIR / "fashion-embedder-v1.safetensors"
-SHIPPED_PARSER = WEIGHTS_DIR / "garment-parser-v1.safetensors"
+SHIPPED_PARSER = WEIGHTS_DIR / "garment-parser-v2.safetensors"
 EMBEDDER_KINDS = ("fashion-net", "open_clip")
 
 

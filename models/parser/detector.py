@@ -15,7 +15,7 @@ from models.parser.instances import Instance, extract_instances
 from models.parser.network import load_network
 from models.parser.taxonomy import CLASS_INDEX, GARMENT_CLASSES
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "garment-parser-v1.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "garment-parser-v2.safetensors"
 
 
 @dataclass(frozen=True)
