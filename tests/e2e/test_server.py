@@ -124,6 +124,20 @@ def test_cli_info_and_search(index: Path, env: dict[str, str], tmp_path: Path) -
     found = cli("search", str(tmp_path / "query.png"), "--index", str(index), "--top-k", "2", env=env)
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["garments"][0]["matches"][0]["item_id"] == "item-0002"
+    refined = cli(
+        "search", str(tmp_path / "query.png"), "--index", str(index), "--top-k", "3",
+        "--text", "in red", "--filters", json.dumps({"in_stock": True, "attributes": {"pattern": "striped"}}),
+        env=env,
+    )  # fmt: skip
+    assert refined.returncode == 0, refined.stderr
+    garment = json.loads(refined.stdout)["garments"][0]
+    assert garment["refinement"]["wanted"] == {"colour": ["red"]}
+    assert [m["attributes"]["colour"]["value"] for m in garment["matches"]][:2] == ["red", "red"]
+    assert all(m["in_stock"] for m in garment["matches"])
+    bad = cli(
+        "search", str(tmp_path / "query.png"), "--index", str(index), "--filters", '{"colour": 1}', env=env
+    )
+    assert bad.returncode != 0 and "filters" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_cli_failures_are_one_line(tmp_path: Path, env: dict[str, str]) -> None:

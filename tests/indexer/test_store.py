@@ -130,3 +130,35 @@ class _Stub:
 
     def embed_images(self, images: list) -> np.ndarray:
         raise AssertionError("not reached")
+
+
+def test_text_vector_is_blended_when_the_embedder_has_a_text_tower(
+    built_index: Path, tiny_embedder: Embedder
+) -> None:
+    class WithText:
+        """The tiny embedder, claiming a trained text tower so the searcher blends `text` in."""
+
+        name, dimension, has_text_tower = tiny_embedder.name, tiny_embedder.dimension, True
+
+        def __init__(self) -> None:
+            self.prompts: list[str] = []
+
+        def embed_images(self, images: list) -> np.ndarray:
+            return tiny_embedder.embed_images(images)
+
+        def embed_texts(self, texts: list[str]) -> np.ndarray:
+            self.prompts.extend(texts)
+            return tiny_embedder.embed_texts(texts)  # type: ignore[attr-defined]
+
+    store = IndexStore.open(built_index)
+    try:
+        embedder = WithText()
+        searcher = OutfitSearcher(FullFrameDetector(), embedder, store, create_extractor(None))
+        plain = searcher.search(garment_image(4), SearchRequest(top_k=40))
+        blended = searcher.search(garment_image(4), SearchRequest(top_k=40, text="in red"))
+    finally:
+        store.close()
+    assert embedder.prompts == ["a photo of a garment in red"]
+    visual = {r.item.item_id: r.visual_score for r in plain.garments[0].matches}
+    moved = {r.item.item_id: r.visual_score for r in blended.garments[0].matches}
+    assert visual.keys() == moved.keys() and visual != moved  # the query vector changed
