@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from indexer.store import IndexStore
 from service.errors import error_body, install_error_handlers
 from service.limiter import SearchLimiter
+from service.metrics import ServiceMetrics, install_metrics
 from service.routes import router
 from service.settings import Settings
 
@@ -27,7 +28,10 @@ def create_app(settings: Settings) -> FastAPI:
         store = IndexStore.open(settings.index_dir)
         try:
             app.state.searcher = settings.build_searcher(store)
-            app.state.limiter = SearchLimiter(settings.max_concurrent_searches, settings.queue_timeout_s)
+            app.state.limiter = SearchLimiter(
+                settings.max_concurrent_searches, settings.queue_timeout_s, metrics.waiting, metrics.in_flight
+            )
+            metrics.set_index(store.directory.resolve().name, store.manifest.model_name, store.count)
             log.info("ready: %d items, model %s", store.count, app.state.searcher.embedder.name)
             yield
         finally:
@@ -39,9 +43,12 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Detect every garment in a photo and find similar catalogue products.",
         lifespan=lifespan,
     )
+    metrics = ServiceMetrics()
     app.state.settings = settings
+    app.state.metrics = metrics
     install_error_handlers(app)
     install_body_limit(app, settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+    install_metrics(app, metrics)  # added last = outermost: it also sees the body-limit 413s
     app.include_router(router)
     return app
 

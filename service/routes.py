@@ -56,6 +56,7 @@ def search(
         result = searcher.search(picture, options)
     timings = {"decode": decode_ms, **result.timings_ms}
     timings["total"] = round((time.perf_counter() - started) * 1000, 2)
+    request.app.state.metrics.observe_stages(timings)
     return search_response(result, picture.size, timings)
 
 
