@@ -8,7 +8,8 @@ CCP photos with a catalogue counterpart, their category taken from the ground tr
 their colour from the box pixels (no mask). Three rankings in one run, all from the shipped embedder:
   visual       exact cosine search over the whole catalogue (what the foundation did)
   category     the same, restricted to the categories compatible with the garment
-  attributes   category pool re-ranked by indexer.ranking with the service's default settings
+  attributes@a category pool re-ranked by indexer.ranking with the service's default settings and
+               attribute_weight a (0.3 is the default)
 Metrics over the top 10: category precision (same coarse category) and colour agreement (the item's
 colour equals the query's main colour). Colour agreement uses predicted colours on both sides, so it
 measures consistency with the extractor, not ground truth (the data has no colour labels).
@@ -48,12 +49,17 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=SHIPPED_EMBEDDER)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/attribute_eval.json"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--attribute-weights", default="0.3,0.5", help="comma-separated attribute_weight values to compare"
+    )
     args = parser.parse_args()
+    alphas = [float(a) for a in args.attribute_weights.split(",")]
     torch.set_num_threads(args.threads)
     taxonomy = load_taxonomy()
     extractor = AttributeExtractor(taxonomy)
     embedder = FashionNetEmbedder(args.weights, threads=args.threads)
-    config = RankingSettings().to_config()
+    configs = {alpha: RankingSettings(attribute_weight=alpha).to_config() for alpha in alphas}
+    config = configs[alphas[0]]
 
     _, heldout = split_clothing(clothing_samples(args.clothing), seed=0)
     heldout = [s for s in heldout if s.label in COARSE_CATEGORY]
@@ -73,9 +79,8 @@ def main() -> None:
     started = time.perf_counter()
     crop_images = [load_image(s) for s in crops]
     crop_vectors = embedder.embed_images(crop_images)
-    per_mode: dict[str, dict[str, list[float]]] = {
-        m: {"category": [], "colour": []} for m in ("visual", "category", "attributes")
-    }
+    modes = ["visual", "category", *(f"attributes@{alpha}" for alpha in alphas)]
+    per_mode: dict[str, dict[str, list[float]]] = {m: {"category": [], "colour": []} for m in modes}
     categories = np.array([r.category for r in records])
     for sample, image, vector in zip(crops, crop_images, crop_vectors, strict=True):
         category = COARSE_CATEGORY[sample.label]
@@ -87,11 +92,15 @@ def main() -> None:
         pool_scores = np.where(allowed, scores, -np.inf)
         pool = [int(r) for r in np.argsort(-pool_scores, kind="stable")[:POOL] if allowed[r]]
         values[CATEGORY_GROUP] = AttributeGuess(category, 1.0, "predicted")
-        ranked = rank([Candidate(records[r], float(scores[r])) for r in pool], values, config, top_k=TOP_K)
+        candidates = [Candidate(records[r], float(scores[r])) for r in pool]
+        rankings = {
+            f"attributes@{alpha}": [r.item.row for r in rank(candidates, values, cfg, top_k=TOP_K)]
+            for alpha, cfg in configs.items()
+        }
         for mode, rows in (
             ("visual", [int(r) for r in visual]),
             ("category", pool[:TOP_K]),
-            ("attributes", [r.item.row for r in ranked]),
+            *rankings.items(),
         ):
             per_mode[mode]["category"].append(float(np.mean([records[r].category == category for r in rows])))
             if colour is not None:
@@ -113,7 +122,7 @@ def main() -> None:
         "catalogue_items": len(records),
         "queries": len(crops),
         "queries_with_colour": len(per_mode["visual"]["colour"]),
-        "ranking": {"attribute_weight": config.attribute_weight, "group_weights": dict(config.group_weights)},
+        "ranking": {"attribute_weights": alphas, "group_weights": dict(config.group_weights)},
         "pool": POOL,
         "results": results,
         "seconds": {"catalogue_embed_and_attributes": round(catalogue_s, 1), "queries": round(query_s, 1)},
