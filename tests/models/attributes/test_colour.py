@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from models.attributes.colour import COLOUR_NAMES, ColourShare, garment_colours, name_colour
+from scripts.demo_shapes import COLOURS as DEMO_COLOURS
 
 WIDTH, HEIGHT = 240, 300
 
@@ -33,22 +34,8 @@ TYPICAL: dict[str, tuple[int, int, int]] = {
     "purple": (122, 52, 152),
     "lilac": (200, 162, 200),
 }
-# The demo catalogue's colours (scripts/demo_shapes.py), which the demo jitters by up to +-10 per channel.
-DEMO: dict[str, tuple[int, int, int]] = {
-    "black": (28, 28, 30),
-    "white": (246, 246, 244),
-    "grey": (130, 130, 134),
-    "red": (200, 32, 40),
-    "blue": (40, 95, 205),
-    "navy": (26, 38, 92),
-    "green": (36, 140, 50),
-    "yellow": (242, 204, 40),
-    "orange": (240, 122, 30),
-    "pink": (240, 150, 184),
-    "purple": (122, 52, 152),
-    "beige": (216, 196, 160),
-    "brown": (112, 72, 40),
-}
+# The demo catalogue's colours, which the demo jitters by up to +-10 per channel.
+DEMO: dict[str, tuple[int, int, int]] = dict(DEMO_COLOURS)
 
 
 def garment_mask(width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
