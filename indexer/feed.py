@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.attributes.taxonomy import load_taxonomy
 from models.errors import FashionSearchError
 from models.files import file_digest
 
@@ -154,7 +155,7 @@ def parse_row(raw: Any, line: int, base: Path) -> CatalogItem:
         item_id=item_id,
         image=image,
         title=_text(raw, "title", max_len=500),
-        category=_text(raw, "category", max_len=100).lower(),
+        category=load_taxonomy().normalise_category(_text(raw, "category", max_len=100)),
         brand=_text(raw, "brand", max_len=200, default=""),
         price=_price(raw.get("price")),
         currency=_text(raw, "currency", max_len=3, default="").upper(),

@@ -96,3 +96,15 @@ def test_absolute_image_paths_are_kept(tmp_path: Path) -> None:
     feed_path.parent.mkdir()
     feed_path.write_text(json.dumps({"id": "a", "image": str(image), "title": "t", "category": "c"}) + "\n")
     assert read_feed(feed_path).items[0].image == image
+
+
+def test_categories_are_normalised_through_the_taxonomy(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    rows = [
+        {"id": "1", "image": "a.jpg", "title": "t", "category": "T-Shirt"},
+        {"id": "2", "image": "a.jpg", "title": "t", "category": "Jeans"},
+        {"id": "3", "image": "a.jpg", "title": "t", "category": "Swim_Wear"},
+    ]
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert [item.category for item in read_feed(feed).items] == ["top", "trousers", "swim wear"]
