@@ -2,7 +2,7 @@
 
     python -m benchmarks.foundation [--items 1000] [--queries 60] [--out benchmarks/results/foundation.json]
 
-Builds an index with the configured embedder (FASHION_EMBEDDER__*; default the weight-free demo model),
+Builds an index with the configured models (FASHION_* settings; default the shipped parser and embedder),
 then times searches in-process (per stage) and over HTTP against a real uvicorn server on loopback.
 """
 
@@ -22,7 +22,7 @@ import httpx
 
 from benchmarks.machine import machine_info
 from indexer.build import BuildOptions, build_index
-from indexer.search import OutfitSearcher
+from indexer.search import OutfitSearcher, SearchRequest
 from indexer.store import IndexStore
 from models.embedder import create_embedder
 from models.images import decode_image
@@ -52,17 +52,25 @@ def main() -> None:
         root = Path(tmp)
         catalog = generate_catalog(root / "catalog", n_items=args.items, n_scenes=4)
         embedder = create_embedder(settings.embedder.to_spec())
-        report = build_index(catalog.feed, root / "index", embedder, BuildOptions(progress=False))
+        extractor = settings.build_extractor(embedder)
+        report = build_index(catalog.feed, root / "index", embedder, BuildOptions(progress=False), extractor)
         queries = [*catalog.scenes, *sorted((root / "catalog" / "images").glob("*.jpg"))[:16]]
         payloads = [query.read_bytes() for query in queries]
 
         store = IndexStore.open(root / "index")
-        searcher = OutfitSearcher(settings.build_detector(), embedder, store)
+        searcher = OutfitSearcher(
+            settings.build_detector(),
+            embedder,
+            store,
+            extractor,
+            settings.ranking.to_config(),
+            settings.candidate_pool,
+        )
         stages: dict[str, list[float]] = {}
         for i in range(args.queries):
             started = time.perf_counter()
             image = decode_image(payloads[i % len(payloads)], settings.max_image_pixels)
-            result = searcher.search(image, top_k=10)
+            result = searcher.search(image, SearchRequest(top_k=10))
             for stage, value in result.timings_ms.items():
                 stages.setdefault(stage, []).append(value)
             stages.setdefault("total", []).append((time.perf_counter() - started) * 1000)
