@@ -14,7 +14,7 @@ def machine_info() -> dict[str, object]:
             cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("torch", "torchvision", "open-clip-torch", "faiss-cpu", "fastapi", "uvicorn", "numpy"):
         try:
             versions[package] = metadata.version(package)

@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def box_iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def match(predicted: list[tuple[float, tuple[int, ...]]], truth: list[tuple[int, ...]]) -> int:
+def match(predicted: Sequence[tuple[float, tuple[int, ...]]], truth: Sequence[tuple[int, ...]]) -> int:
     """True positives among `predicted` (score, box) against `truth` boxes at IoU >= 0.5, greedy by score."""
     used: set[int] = set()
     hits = 0

@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy models indexer service
+.venv/bin/mypy models indexer service benchmarks scripts
 exec .venv/bin/python -m pytest -q "$@"
