@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,16 +107,6 @@ class MetadataReader:
         with self._lock:
             (count,) = self._connection.execute("SELECT COUNT(*) FROM items").fetchone()
         return int(count)
-
-    def by_rows(self, rows: Sequence[int]) -> dict[int, ItemRecord]:
-        if not rows:
-            return {}
-        marks = ",".join("?" * len(rows))
-        with self._lock:
-            found = self._connection.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE row IN ({marks})", [int(r) for r in rows]
-            ).fetchall()
-        return {record[0]: _record(record) for record in found}
 
     def by_item_id(self, item_id: str) -> ItemRecord | None:
         with self._lock:

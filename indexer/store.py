@@ -35,7 +35,10 @@ class IndexStore:
         self.manifest = manifest
         self._index = index
         self._items = items
-        self.columns = FilterColumns(items.all_records())
+        # Every record in row order, read once: search results come from memory, not one SQLite query per
+        # garment (the filter columns need a full pass anyway). About 1 KB per item.
+        self._records = items.all_records()
+        self.columns = FilterColumns(self._records)
         names, counts = np.unique(self.columns.category.astype(str), return_counts=True)
         self._category_counts = {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 
@@ -57,11 +60,12 @@ class IndexStore:
         items = MetadataReader(resolved / METADATA_NAME)
         store = cls(directory, manifest, index, items)
         counts = {"manifest": manifest.count, "faiss": index.ntotal, "sqlite": items.count()}
-        if len(set(counts.values())) != 1 or index.d != manifest.dimension:
+        contiguous = all(record.row == row for row, record in enumerate(store._records))
+        if len(set(counts.values())) != 1 or index.d != manifest.dimension or not contiguous:
             items.close()
             raise IndexCorruptError(
                 f"index at {directory} disagrees with itself: counts {counts}, "
-                f"dimension faiss={index.d} manifest={manifest.dimension}"
+                f"dimension faiss={index.d} manifest={manifest.dimension}, rows numbered 0..n-1: {contiguous}"
             )
         log.info("opened index %s: %d items, model %s", resolved, manifest.count, manifest.model_name)
         return store
@@ -114,7 +118,7 @@ class IndexStore:
         if top_k <= 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         scores, rows_found = self._index.search(queries, top_k, params=params)
-        records = self._items.by_rows(sorted({int(r) for r in rows_found.ravel() if r >= 0}))
+        records = self._records
         return [
             [Hit(records[int(r)], float(s)) for s, r in zip(score_row, row_row, strict=True) if r >= 0]
             for score_row, row_row in zip(scores, rows_found, strict=True)
