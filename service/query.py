@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from indexer.filters import build_filters
 from indexer.ranking import Profile
 from indexer.search import SearchRequest
+from models.attributes.refinement import MAX_TEXT_CHARS
 from models.attributes.taxonomy import Taxonomy
 from service.errors import InvalidRequestError
 from service.settings import Settings, check_group_weights
 
 Model = TypeVar("Model", bound=BaseModel)
-MAX_TEXT_CHARS = 200
 
 
 class _Strict(BaseModel):

@@ -116,7 +116,7 @@ def name_colour(rgb: tuple[int, int, int]) -> str:
     """The name (one of :data:`COLOUR_NAMES`) of one sRGB colour."""
     if len(rgb) != 3 or any(not 0 <= int(c) <= 255 for c in rgb):
         raise ValueError(f"rgb must be three integers in 0..255, got {rgb!r}")
-    return _name_lab(_srgb_to_lab(np.array([rgb], dtype=np.float64)))[0]
+    return _name_lab(srgb_to_lab(np.array([rgb], dtype=np.float64)))[0]
 
 
 def garment_colours(
@@ -145,8 +145,8 @@ def garment_colours(
     pixels = _sample_pixels(image, box, mask, sample_pixels, rng)
     if len(pixels) == 0:
         return []
-    lab = _srgb_to_lab(pixels.astype(np.float64))
-    centres, counts = _kmeans(lab, _CLUSTERS, _ITERATIONS, rng)
+    lab = srgb_to_lab(pixels.astype(np.float64))
+    centres, counts = kmeans(lab, _CLUSTERS, _ITERATIONS, rng)
     totals: dict[str, int] = {}
     for name, count in zip(_name_lab(centres), counts.tolist(), strict=True):
         totals[name] = totals.get(name, 0) + count
@@ -232,8 +232,8 @@ def _checked_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(mask if mask.dtype == bool else mask != 0)
 
 
-def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """(n, 3) sRGB in 0..255 -> (n, 3) CIELAB (D65 white, 2-degree observer)."""
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """(n, 3) sRGB in 0..255 -> (n, 3) CIELAB (D65 white, 2-degree observer). Shared with foreground.py."""
     c = rgb / 255.0
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     xyz = linear @ _RGB_TO_XYZ.T
@@ -250,7 +250,7 @@ def _reference_table() -> tuple[np.ndarray, np.ndarray]:
         for tone in _REFERENCES[name]:
             names.append(COLOUR_NAMES.index(name))
             tones.append(tone)
-    return _srgb_to_lab(np.array(tones, dtype=np.float64)), np.array(names)
+    return srgb_to_lab(np.array(tones, dtype=np.float64)), np.array(names)
 
 
 _REFERENCE_LAB, _REFERENCE_NAME = _reference_table()
@@ -277,7 +277,7 @@ def _name_lab(lab: np.ndarray) -> list[str]:
     return [COLOUR_NAMES[i] for i in _REFERENCE_NAME[np.argmin(distance, axis=1)]]
 
 
-def _kmeans(
+def kmeans(
     points: np.ndarray, k: int, iterations: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means with k-means++ seeding -> (centres (j, 3), counts (j,)), j <= k, no empty cluster.
