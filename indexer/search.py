@@ -18,9 +18,14 @@ from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement, parse_refinement
 from models.detector import Garment, GarmentDetector
 from models.embedder import Embedder
+from models.errors import FashionSearchError
 from models.images import crop_box
 
 TEXT_BLEND = 0.5  # weight of the text vector added to a garment's image vector (open_clip only)
+
+
+class SearchDeadlineError(FashionSearchError):
+    """The search ran past its deadline; it stopped at the next stage boundary."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class SearchRequest:
     text: str | None = None
     profile: Profile | None = None
     ranking: RankingConfig | None = None  # None: the searcher's configured ranking
+    deadline: float | None = None  # time.monotonic() after which the search gives up between stages
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,12 @@ class OutfitSearcher:
         self.ranking = ranking or RankingConfig()
         self.pool_size = pool_size
 
+    def with_store(self, store: IndexStore) -> OutfitSearcher:
+        """The same loaded models over another index (a reload); refuses an index built with another model."""
+        return OutfitSearcher(
+            self.detector, self.embedder, store, self.extractor, self.ranking, self.pool_size
+        )
+
     def search(self, image: Image.Image, request: SearchRequest) -> OutfitResult:
         """Matches per detected garment, re-ranked by attributes.
 
@@ -83,10 +95,12 @@ class OutfitSearcher:
         started = time.perf_counter()
         garments = [g for g in self.detector.detect(image) if self._wanted(g, request)]
         timings["detect"] = _ms_since(started)
+        _check_deadline(request.deadline, "detect", timings)
 
         started = time.perf_counter()
         vectors = self.embedder.embed_images([crop_box(image, g.box) for g in garments])
         timings["embed"] = _ms_since(started)
+        _check_deadline(request.deadline, "embed", timings)
 
         started = time.perf_counter()
         attributes = self.extractor.for_garments(image, garments, vectors)
@@ -94,6 +108,7 @@ class OutfitSearcher:
         if request.text and getattr(self.embedder, "has_text_tower", False):
             vectors = self._blend_text(vectors, garments, request.text)
         timings["attributes"] = _ms_since(started)
+        _check_deadline(request.deadline, "attributes", timings)
 
         searched: list[list[Candidate]] = []
         started = time.perf_counter()
@@ -107,6 +122,7 @@ class OutfitSearcher:
             hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters))[0]
             searched.append([Candidate(hit.item, hit.score) for hit in hits])
         timings["search"] = _ms_since(started)
+        _check_deadline(request.deadline, "search", timings)
 
         started = time.perf_counter()
         config = request.ranking or self.ranking
@@ -152,6 +168,12 @@ class OutfitSearcher:
         texts = self.embedder.embed_texts(prompts)  # type: ignore[attr-defined]
         blended = vectors + TEXT_BLEND * texts
         return (blended / np.linalg.norm(blended, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _check_deadline(deadline: float | None, stage: str, timings: dict[str, float]) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        spent = ", ".join(f"{name} {ms:.0f} ms" for name, ms in timings.items())
+        raise SearchDeadlineError(f"the search ran past its deadline after the {stage} stage ({spent})")
 
 
 def _ms_since(started: float) -> float:

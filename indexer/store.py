@@ -32,6 +32,7 @@ class IndexStore:
 
     def __init__(self, directory: Path, manifest: Manifest, index: faiss.Index, items: MetadataReader):
         self.directory = directory
+        self.build_dir = directory.resolve()  # the build the link pointed at when opened
         self.manifest = manifest
         self._index = index
         self._items = items

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import faiss
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from indexer.store import IndexStore
+from service.access import RateLimiter, install_access_control
 from service.errors import error_body, install_error_handlers
 from service.limiter import SearchLimiter
 from service.metrics import ServiceMetrics, install_metrics
@@ -31,11 +34,12 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.limiter = SearchLimiter(
                 settings.max_concurrent_searches, settings.queue_timeout_s, metrics.waiting, metrics.in_flight
             )
-            metrics.set_index(store.directory.resolve().name, store.manifest.model_name, store.count)
+            metrics.set_index(store.build_dir.name, store.manifest.model_name, store.count)
             log.info("ready: %d items, model %s", store.count, app.state.searcher.embedder.name)
             yield
         finally:
-            store.close()
+            searcher = getattr(app.state, "searcher", None)
+            (searcher.store if searcher is not None else store).close()  # after reloads, the current one
 
     app = FastAPI(
         title="Fashion visual search",
@@ -46,9 +50,27 @@ def create_app(settings: Settings) -> FastAPI:
     metrics = ServiceMetrics()
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.reload_lock = threading.Lock()
+    # Middleware added later runs earlier: CORS (outermost, answers preflights), metrics (sees every
+    # answer), keys and rate limits (before any body is read), body limit, then the error net.
     install_error_handlers(app)
     install_body_limit(app, settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
-    install_metrics(app, metrics)  # added last = outermost: it also sees the body-limit 413s
+    rate_limiter = (
+        RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        if settings.rate_limit_per_s > 0
+        else None
+    )
+    install_access_control(app, settings.admin_key, settings.search_keys, rate_limiter)
+    install_metrics(app, metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
     app.include_router(router)
     return app
 

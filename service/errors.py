@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,11 +11,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.filters import FilterError
+from indexer.manifest import IndexCorruptError
+from indexer.search import SearchDeadlineError
 from indexer.store import UnknownCategoryError
 from models.errors import (
     FashionSearchError,
     ImageDecodeError,
     ImageTooLargeError,
+    ModelMismatchError,
     UnsupportedImageTypeError,
 )
 
@@ -33,6 +37,10 @@ class InvalidRequestError(FashionSearchError):
     """A request parameter is out of range."""
 
 
+class ImageNotServedError(FashionSearchError):
+    """The item has no image under the configured image root, or image serving is off."""
+
+
 # First match wins: keep subclasses above their bases.
 ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageTooLargeError, 413, "image_too_large"),
@@ -42,12 +50,23 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (FilterError, 422, "invalid_filter"),
     (InvalidRequestError, 422, "invalid_request"),
     (ItemNotFoundError, 404, "item_not_found"),
+    (ImageNotServedError, 404, "image_not_found"),
     (OverloadedError, 503, "overloaded"),
+    (SearchDeadlineError, 503, "deadline_exceeded"),
+    (IndexCorruptError, 409, "index_rejected"),  # admin reload: the previous index keeps serving
+    (ModelMismatchError, 409, "index_rejected"),
 )
+# Absolute paths of this machine never leave it: in messages that name one (an index or weights file) only
+# the file name is kept ("<...>/vectors.faiss"). A path is a "/" followed by at least two name segments.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+~-]+/)+[\w.@+~-]*")
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}
+    return {"code": code, "message": redact_paths(message)}
+
+
+def redact_paths(message: str) -> str:
+    return _ABSOLUTE_PATH.sub(lambda found: "<...>/" + found.group(0).rsplit("/", 1)[1], message)
 
 
 def lookup(exc: Exception) -> tuple[int, str] | None:

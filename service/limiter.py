@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 
 from prometheus_client import Gauge
@@ -23,11 +24,13 @@ class SearchLimiter:
         self._waiting, self._in_flight = waiting, in_flight
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, deadline: float | None = None) -> Iterator[None]:
+        """Wait for a slot at most `wait_s`, and never past `deadline` (a time.monotonic() value)."""
+        wait_s = self._wait_s if deadline is None else min(self._wait_s, deadline - time.monotonic())
         if self._waiting is not None:
             self._waiting.inc()
         try:
-            acquired = self._slots.acquire(timeout=self._wait_s)
+            acquired = self._slots.acquire(timeout=max(0.0, wait_s))
         finally:
             if self._waiting is not None:
                 self._waiting.dec()

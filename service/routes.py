@@ -3,17 +3,29 @@ CPU-heavy work runs in the thread pool, never on the event loop."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse
 
 from indexer.search import OutfitSearcher
 from models.errors import ImageTooLargeError
-from models.images import check_media_type, decode_image
-from service.errors import ItemNotFoundError
+from models.images import decode_image
+from service.errors import ItemNotFoundError, redact_paths
+from service.files import served_image
 from service.query import search_request
-from service.schemas import Health, Item, Ready, SearchResponse, item_from_record, search_response
+from service.reload import reload_index
+from service.schemas import (
+    Health,
+    Item,
+    Ready,
+    Reloaded,
+    SearchResponse,
+    item_from_record,
+    search_response,
+)
 from service.settings import Settings
 
 router = APIRouter()
@@ -42,14 +54,15 @@ def search(
     ] = None,
 ) -> SearchResponse:
     settings: Settings = request.app.state.settings
+    deadline = time.monotonic() + settings.request_timeout_s
     searcher: OutfitSearcher = request.app.state.searcher
     k = settings.default_top_k if top_k is None else top_k
     options = search_request(
         settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile, attribute_weight
     )
-    check_media_type(image.content_type)
-    data = read_limited(image.file, settings.max_upload_bytes)
-    with request.app.state.limiter.slot():
+    options = dataclasses.replace(options, deadline=deadline)
+    data = read_limited(image.file, settings.max_upload_bytes)  # the bytes decide the type, not the name
+    with request.app.state.limiter.slot(deadline):
         started = time.perf_counter()
         picture = decode_image(data, settings.max_image_pixels)
         decode_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -68,6 +81,23 @@ def get_item(request: Request, item_id: str) -> Item:
     return item_from_record(record)
 
 
+@router.get("/v1/items/{item_id}/image", response_class=FileResponse)
+def get_item_image(request: Request, item_id: str) -> FileResponse:
+    """The item's catalogue image, served only from `image_root` (404 when off or outside it)."""
+    record = request.app.state.searcher.store.item(item_id)
+    if record is None:
+        raise ItemNotFoundError(f"no catalogue item has id {item_id!r}")
+    path, media_type = served_image(request.app.state.settings.image_root, record.image)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.post("/v1/admin/reload", response_model=Reloaded)
+def reload(request: Request) -> Reloaded:
+    """Open the index the configured link points at now and swap it in; a bad index is refused (409) and
+    the previous one keeps serving. Needs X-Admin-Key."""
+    return reload_index(request.app)
+
+
 @router.get("/healthz", response_model=Health)
 def healthz() -> Health:
     return Health(status="ok")
@@ -80,7 +110,7 @@ def readyz(request: Request) -> Ready:
     return Ready(
         status="ready",
         items=searcher.store.count,
-        model=manifest.model_name,
+        model=redact_paths(manifest.model_name),  # a local-dir: model names a server path
         dimension=manifest.dimension,
         index_created_at=manifest.created_at,
         categories=searcher.store.categories,

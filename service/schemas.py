@@ -99,6 +99,13 @@ class Health(_Strict):
     status: str
 
 
+class Reloaded(_Strict):
+    build: str = Field(description="the build now serving")
+    previous_build: str
+    items: int
+    changed: bool = Field(description="false when the link still pointed at the same build")
+
+
 class Ready(_Strict):
     status: str
     items: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.ranking import CATEGORY_GROUP, RankingConfig
@@ -133,10 +133,41 @@ class Settings(BaseSettings):
     max_top_k: int = Field(100, ge=1, le=1000)
     max_concurrent_searches: int = Field(4, ge=1, description="searches running at once; more wait")
     queue_timeout_s: float = Field(2.0, ge=0, description="how long a search waits for a slot before 503")
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="deadline for one search, queue wait included; past it the search stops (504)"
+    )
+    shutdown_timeout_s: float = Field(
+        30.0, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"
+    )
+    admin_key: SecretStr | None = Field(
+        None, min_length=16, description="key for /v1/admin/* (header X-Admin-Key); unset = admin API off"
+    )
+    search_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="storefront keys for search (header X-API-Key), a JSON list; empty = search is open",
+    )
+    rate_limit_per_s: float = Field(
+        5.0, ge=0, description="sustained requests per second per key (or client address); 0 = no limit"
+    )
+    rate_limit_burst: int = Field(20, ge=1, description="requests a key may make at once before 429")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="storefront origins allowed by CORS, a JSON list; empty = none"
+    )
+    image_root: Path | None = Field(
+        None, description="catalogue images served at /v1/images/...; unset = image serving off"
+    )
     faiss_threads: int = Field(1, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("search_keys")
+    @classmethod
+    def _long_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for position, key in enumerate(keys):
+            if len(key.get_secret_value()) < 16:
+                raise ValueError(f"search key #{position + 1} is shorter than 16 characters")
+        return keys
 
     def build_searcher(self, store: IndexStore) -> OutfitSearcher:
         """Load the embedder, detector and attribute extractor and check them against the opened index."""

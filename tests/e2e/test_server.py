@@ -3,59 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import open_clip
 import pytest
-import torch
 
-from models.openclip_loader import save_checkpoint
-from tests.helpers import TINY_CONFIG, TINY_MODEL, garment_image, jpeg_bytes, write_catalog
+from tests.e2e.serving import cli, running_server, tiny_model_env
+from tests.helpers import garment_image, jpeg_bytes, write_catalog
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scripts.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A tiny model saved as an open_clip local-dir, so a separate process can load it."""
-    model_dir = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    save_checkpoint(open_clip.create_model(TINY_MODEL), model_dir / "open_clip_model.safetensors", TINY_MODEL)
-    (model_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CONFIG}))
-    return {
-        **os.environ,
-        "FASHION_EMBEDDER__KIND": "open_clip",
-        "FASHION_DETECTOR": "full-frame",
-        "FASHION_EMBEDDER__MODEL_NAME": f"local-dir:{model_dir}",
-        "FASHION_EMBEDDER__PRETRAINED": "",
-        "HF_HUB_OFFLINE": "1",
-        "FASHION_ZERO_SHOT": "false",  # a random text tower would only add confident noise
-    }
+    return tiny_model_env(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -71,33 +34,8 @@ def index(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path
 
 @pytest.fixture(scope="module")
 def server(index: Path, env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "serve", "--index", str(index), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}: {process.stdout.read()}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not become ready within 90 s")
-            time.sleep(0.2)
+    with running_server(index, env) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def test_search_over_http(server: str) -> None:

@@ -21,6 +21,7 @@ def settings(built_index: Path) -> Settings:
         max_image_pixels=1_000_000,
         max_top_k=20,
         queue_timeout_s=0.05,
+        rate_limit_per_s=0,  # tests/service/test_access.py covers the limit with its own settings
     )
 
 
