@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import transforms
 
 from models.batching import embed_in_batches
 from models.errors import ModelMismatchError
@@ -39,6 +40,7 @@ class OpenClipEmbedder:
             torch.set_num_threads(spec.threads)
         self._spec = spec
         self._model, self._preprocess, source = build_model(spec)
+        self._square_first = _resizes_shortest_then_crops(self._preprocess)
         self._tokenizer = build_tokenizer(source, spec.cache_dir)
         self._name = f"open_clip:{source.source_id}"
         probe = self._encode([Image.new("RGB", (32, 32), (128, 128, 128))])
@@ -75,11 +77,34 @@ class OpenClipEmbedder:
         return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
 
     def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
-        pixels = torch.stack([self._preprocess(image) for image in images]).to(self._spec.device)
+        pixels = torch.stack([self._preprocess(self._bounded(image)) for image in images])
+        pixels = pixels.to(self._spec.device)
         with torch.inference_mode():
             features: Any = self._model.encode_image(pixels)
             features = torch.nn.functional.normalize(features.float(), dim=-1)
         return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
+
+    def _bounded(self, image: Image.Image) -> Image.Image:
+        """Centre-crop to a square first when the transform resizes the shortest side and then centre-crops
+        (open_clip's default): the same pixels survive, but a 65535x1 image no longer becomes a 224 x 14.7M
+        intermediate (minutes of CPU and gigabytes of memory from one small upload)."""
+        if not self._square_first:
+            return image
+        width, height = image.size
+        side = min(width, height)
+        if width == height:
+            return image
+        left, top = (width - side) // 2, (height - side) // 2
+        return image.crop((left, top, left + side, top + side))
+
+
+def _resizes_shortest_then_crops(preprocess: Any) -> bool:
+    steps = list(getattr(preprocess, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[0], transforms.Resize):
+        return False
+    size = steps[0].size
+    shortest = isinstance(size, int) or (isinstance(size, list | tuple) and len(size) == 1)
+    return shortest and isinstance(steps[1], transforms.CenterCrop)
 
 
 def create_embedder(spec: EmbedderSpec) -> Embedder:

@@ -58,7 +58,7 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
 )
 # Absolute paths of this machine never leave it: in messages that name one (an index or weights file) only
 # the file name is kept ("<...>/vectors.faiss"). A path is a "/" followed by at least two name segments.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+~-]+/)+[\w.@+~-]*")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w./])/(?:[\w.@+~-]+/)+[\w.@+~-]*")
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
@@ -96,9 +96,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "request_too_large",
+        }.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, Security, UploadFile
 from fastapi.responses import FileResponse
+from fastapi.security import APIKeyHeader
 
 from indexer.search import OutfitSearcher
 from models.errors import ImageTooLargeError
@@ -18,6 +19,7 @@ from service.files import served_image
 from service.query import search_request
 from service.reload import reload_index
 from service.schemas import (
+    ErrorOut,
     Health,
     Item,
     Ready,
@@ -29,12 +31,40 @@ from service.schemas import (
 from service.settings import Settings
 
 router = APIRouter()
+# Keys are enforced by service/access.py before any body is read; these only declare them in OpenAPI.
+STOREFRONT_KEY = Security(
+    APIKeyHeader(
+        name="X-API-Key", scheme_name="StorefrontKey", auto_error=False, description="when configured"
+    )
+)
+ADMIN_KEY = Security(APIKeyHeader(name="X-Admin-Key", scheme_name="AdminKey", auto_error=False))
+ERRORS = {
+    400: "malformed request (e.g. broken multipart)",
+    401: "missing or wrong key",
+    403: "admin API off",
+    404: "unknown item, or image not served",
+    409: "index refused; the previous one keeps serving",
+    413: "upload or image too large",
+    415: "not an image, or an image format we do not decode",
+    422: "invalid parameter or undecodable image",
+    429: "rate limited (Retry-After)",
+    503: "overloaded or past the deadline (Retry-After)",
+}
 
 
-@router.post("/v1/search", response_model=SearchResponse)
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut, "description": ERRORS[code]} for code in codes}
+
+
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    dependencies=[STOREFRONT_KEY],
+    responses=errors(400, 401, 413, 415, 422, 429, 503),
+)
 def search(
     request: Request,
-    image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, GIF, BMP)")],
+    image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, GIF, BMP, HEIC/HEIF)")],
     top_k: Annotated[int | None, Form(description="matches per garment")] = None,
     category: Annotated[str | None, Form(description="only match this catalogue category")] = None,
     text: Annotated[str | None, Form(description='refinement, e.g. "in red, not striped"')] = None,
@@ -73,7 +103,9 @@ def search(
     return search_response(result, picture.size, timings)
 
 
-@router.get("/v1/items/{item_id}", response_model=Item)
+@router.get(
+    "/v1/items/{item_id}", response_model=Item, dependencies=[STOREFRONT_KEY], responses=errors(401, 404, 429)
+)
 def get_item(request: Request, item_id: str) -> Item:
     record = request.app.state.searcher.store.item(item_id)
     if record is None:
@@ -81,7 +113,12 @@ def get_item(request: Request, item_id: str) -> Item:
     return item_from_record(record)
 
 
-@router.get("/v1/items/{item_id}/image", response_class=FileResponse)
+@router.get(
+    "/v1/items/{item_id}/image",
+    response_class=FileResponse,
+    dependencies=[STOREFRONT_KEY],
+    responses={200: {"content": {"image/*": {}}}, **errors(401, 404, 429)},
+)
 def get_item_image(request: Request, item_id: str) -> FileResponse:
     """The item's catalogue image, served only from `image_root` (404 when off or outside it)."""
     record = request.app.state.searcher.store.item(item_id)
@@ -91,7 +128,12 @@ def get_item_image(request: Request, item_id: str) -> FileResponse:
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
 
 
-@router.post("/v1/admin/reload", response_model=Reloaded)
+@router.post(
+    "/v1/admin/reload",
+    response_model=Reloaded,
+    dependencies=[ADMIN_KEY],
+    responses=errors(401, 403, 409, 429),
+)
 def reload(request: Request) -> Reloaded:
     """Open the index the configured link points at now and swap it in; a bad index is refused (409) and
     the previous one keeps serving. Needs X-Admin-Key."""

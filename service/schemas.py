@@ -17,6 +17,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ErrorOut(_Strict):
+    code: str = Field(description="stable machine-readable code, e.g. image_too_large")
+    message: str = Field(description="what went wrong, for people; never a server path")
+
+
 class AttributeOut(_Strict):
     value: str
     confidence: float = Field(

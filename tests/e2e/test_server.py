@@ -49,8 +49,13 @@ def test_search_over_http(server: str) -> None:
 def test_errors_over_http(server: str) -> None:
     files = {"image": ("x.txt", b"not an image", "application/octet-stream")}
     response = httpx.post(f"{server}/v1/search", files=files, timeout=30)
+    assert response.status_code == 415 and response.json()["code"] == "unsupported_media_type"
+    truncated = {"image": ("x.jpg", jpeg_bytes(garment_image(1))[:200], "image/jpeg")}
+    response = httpx.post(f"{server}/v1/search", files=truncated, timeout=30)
     assert response.status_code == 422 and response.json()["code"] == "undecodable_image"
     assert httpx.get(f"{server}/healthz", timeout=5).json() == {"status": "ok"}
+    ready = httpx.get(f"{server}/readyz", timeout=5).json()
+    assert ready["model"].startswith("open_clip:local-dir:") and "/tmp" not in ready["model"]
     assert httpx.get(f"{server}/docs", timeout=5).status_code == 200
 
 

@@ -128,3 +128,24 @@ def test_checkpoint_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
 def test_unknown_architecture_lists_known_ones() -> None:
     with pytest.raises(ModelMismatchError, match="unknown open_clip architecture 'no-such-net'"):
         create_embedder(EmbedderSpec(kind="open_clip", model_name="no-such-net", pretrained="random"))
+
+
+def test_extreme_aspect_ratio_is_cropped_before_resizing(tiny_embedder, monkeypatch) -> None:
+    """open_clip resizes the shortest side first: a 65535x1 upload would become a 32 x 2M intermediate
+    (224 x 14.7M for a real model: 87 s and 14 GB). The square crop is taken first; the result is the same."""
+    from PIL import Image
+
+    from tests.helpers import garment_image
+
+    wide = Image.new("RGB", (300, 60), (240, 240, 240))
+    wide.paste(garment_image(4, 60), (120, 0))
+    direct = tiny_embedder._model.encode_image(tiny_embedder._preprocess(wide)[None])  # the old path
+    direct = (direct / direct.norm(dim=-1, keepdim=True)).detach().numpy()
+    assert np.allclose(tiny_embedder.embed_images([wide]), direct, atol=0.05)
+    seen = []
+    preprocess = tiny_embedder._preprocess
+    monkeypatch.setattr(
+        tiny_embedder, "_preprocess", lambda image: seen.append(image.size) or preprocess(image)
+    )
+    vectors = tiny_embedder.embed_images([Image.new("RGB", (65535, 1)), Image.new("RGB", (1, 65535))])
+    assert vectors.shape == (2, tiny_embedder.dimension) and seen == [(1, 1), (1, 1)]

@@ -140,3 +140,22 @@ def test_cors_allows_only_configured_origins(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         none = client.get("/v1/items/item-0001", headers={"Origin": shop})
     assert "access-control-allow-origin" not in none.headers
+
+
+def test_openapi_declares_keys_and_error_bodies(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert {s["name"] for s in schemes.values()} == {"X-API-Key", "X-Admin-Key"}
+    search = schema["paths"]["/v1/search"]["post"]
+    assert {"401", "413", "415", "422", "429", "503"} <= set(search["responses"])
+    assert search["responses"]["415"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    assert search["security"] and schema["paths"]["/v1/admin/reload"]["post"]["security"]
+
+
+def test_malformed_multipart_is_a_clear_400(client: TestClient) -> None:
+    response = client.post(
+        "/v1/search",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\nunterminated',
+        headers={"content-type": "multipart/form-data"},  # no boundary
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "bad_request"), response.text

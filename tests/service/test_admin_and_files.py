@@ -136,6 +136,7 @@ def test_deadline_is_checked_between_stages(client: TestClient, monkeypatch: pyt
         ("index at var/index disagrees", "index at var/index disagrees"),  # relative: no server layout
         ("price_min 10 is above price_max 5", "price_min 10 is above price_max 5"),
         ("see https://shop.example/p/1", "see https://shop.example/p/1"),
+        ("open_clip:local-dir:/models/siglip/None", "open_clip:local-dir:<...>/None"),
     ],
 )
 def test_error_messages_never_carry_absolute_paths(message: str, expected: str) -> None:

@@ -77,7 +77,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("make_request", "status", "code"),
     [
-        (lambda c: upload(c, b"definitely not an image"), 422, "undecodable_image"),
+        (lambda c: upload(c, b"definitely not an image"), 415, "unsupported_media_type"),
         (lambda c: upload(c, jpeg_bytes(garment_image(1))[:100]), 422, "undecodable_image"),
         (lambda c: upload(c, b""), 422, "undecodable_image"),
         (lambda c: upload(c, b"x" * 200_001), 413, "image_too_large"),
