@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from models.errors import FashionSearchError
+from models.files import file_digest
 
 FORMAT_VERSION = 2  # 2: per-item attributes with confidence and source
 MANIFEST_NAME = "manifest.json"
 VECTORS_NAME = "vectors.faiss"
 METADATA_NAME = "items.sqlite"
+DATA_NAMES = (VECTORS_NAME, METADATA_NAME)
 
 
 class IndexCorruptError(FashionSearchError):
@@ -34,16 +36,34 @@ class Manifest:
     detector: str
     format_version: int = FORMAT_VERSION
     predicted_attributes: tuple[str, ...] = ()  # groups predicted at index time where the feed had none
+    # SHA-256 of each data file, recorded when the build is sealed; empty in manifests from older builds.
+    checksums: dict[str, str] = field(default_factory=dict, hash=False)
 
-    def write(self, directory: Path) -> None:
+    def write(self, directory: Path) -> Manifest:
+        """Seal the build in `directory`: record its data files' checksums (unless given) and write
+        manifest.json last, atomically. Returns the manifest as written."""
+        sealed = self if self.checksums else replace(self, checksums=data_checksums(directory))
         path = directory / MANIFEST_NAME
         tmp = path.with_suffix(".json.tmp")
         with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(asdict(self), handle, indent=2, sort_keys=True)
+            json.dump(asdict(sealed), handle, indent=2, sort_keys=True)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        return sealed
+
+    def verify(self, directory: Path) -> None:
+        """Refuse data files that changed since the build (bit rot, a partial copy, a hand edit): FAISS reads
+        a vector file whose numbers are damaged without complaint, and would serve wrong neighbours."""
+        for name, recorded in sorted(self.checksums.items()):
+            path = directory / name
+            found = file_digest(path)
+            if found != recorded:
+                raise IndexCorruptError(
+                    f"{path} is damaged or was changed after the build: its SHA-256 is {found[:12]}..., "
+                    f"{MANIFEST_NAME} recorded {recorded[:12]}...; rebuild the index or serve an older build"
+                )
 
     @classmethod
     def read(cls, directory: Path) -> Manifest:
@@ -55,7 +75,7 @@ class Manifest:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise IndexCorruptError(f"{path} is not readable JSON: {exc}") from exc
         names = {f.name for f in fields(cls)}
-        required = {f.name for f in fields(cls) if f.default is MISSING}
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
         missing = sorted(required - set(data)) if isinstance(data, dict) else sorted(required)
         if not isinstance(data, dict) or missing:
             raise IndexCorruptError(f"{path} lacks field(s): {', '.join(missing)}")
@@ -66,4 +86,14 @@ class Manifest:
             )
         values = {k: v for k, v in data.items() if k in names}
         values["predicted_attributes"] = tuple(values.get("predicted_attributes", ()))
+        checksums = values.get("checksums", {})
+        if not isinstance(checksums, dict) or not all(
+            name in DATA_NAMES and isinstance(digest, str) for name, digest in checksums.items()
+        ):
+            raise IndexCorruptError(f"{path} has malformed checksums: {checksums!r:.200}")
         return cls(**values)
+
+
+def data_checksums(directory: Path) -> dict[str, str]:
+    """SHA-256 of the data files present in a build directory."""
+    return {name: file_digest(directory / name) for name in DATA_NAMES if (directory / name).is_file()}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +61,14 @@ class IndexStore:
                 f"{resolved / VECTORS_NAME} is not a readable FAISS index: {exc}"
             ) from exc
         items = MetadataReader(resolved / METADATA_NAME)
-        store = cls(directory, manifest, index, items)
-        counts = {"manifest": manifest.count, "faiss": index.ntotal, "sqlite": items.count()}
+        try:
+            store = cls(directory, manifest, index, items)
+            counts = {"manifest": manifest.count, "faiss": index.ntotal, "sqlite": items.count()}
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
+            items.close()
+            raise IndexCorruptError(
+                f"{resolved / METADATA_NAME} is not a readable item database: {exc}"
+            ) from exc
         contiguous = all(record.row == row for row, record in enumerate(store._records))
         if len(set(counts.values())) != 1 or index.d != manifest.dimension or not contiguous:
             items.close()
@@ -68,6 +76,11 @@ class IndexStore:
                 f"index at {directory} disagrees with itself: counts {counts}, "
                 f"dimension faiss={index.d} manifest={manifest.dimension}, rows numbered 0..n-1: {contiguous}"
             )
+        try:
+            manifest.verify(resolved)  # last: the checks above name the more specific faults
+        except IndexCorruptError:
+            items.close()
+            raise
         log.info("opened index %s: %d items, model %s", resolved, manifest.count, manifest.model_name)
         return store
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -156,7 +159,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default FASHION_HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default FASHION_PORT or 8000)")] = None,
 ) -> None:
-    """Start the HTTP service (uvicorn)."""
+    """Start the HTTP service (uvicorn). SIGTERM stops it gracefully: no new connections, requests in flight
+    finish (for at most FASHION_SHUTDOWN_TIMEOUT_S), then exit 0."""
 
     def body() -> None:
         import uvicorn
@@ -164,9 +168,61 @@ def serve(
         from service.app import create_app
 
         settings = _settings(index_dir=index, host=host, port=port)
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+        app = StartupGuard(create_app(settings))
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        try:
+            uvicorn.run(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                lifespan="on",
+                # On SIGTERM uvicorn stops accepting, lets in-flight requests finish for this long, then cuts
+                # the rest (a slow client must not hold a rolling update). It takes whole seconds.
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+            )
+        except SystemExit:
+            if app.failure is not None:  # uvicorn exits 3 when the lifespan fails; say why in one line
+                raise app.failure from None
+            raise
 
     _run(body)
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM is a normal stop: uvicorn drains and then re-raises the signal, which ends here with status 0
+    (the default action would report death by signal)."""
+    raise SystemExit(0)
+
+
+class StartupGuard:
+    """ASGI wrapper for `serve`: when the app's lifespan fails to start (a corrupt index, missing weights),
+    keep the exception for the CLI's one-line error instead of letting uvicorn log its traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.failure: Exception | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_quietly(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "lifespan.startup.complete":
+                started = True
+            elif message["type"] == "lifespan.startup.failed":
+                message = {**message, "message": ""}  # uvicorn would log what it carries: the traceback
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_quietly)
+        except Exception as exc:
+            if not started:
+                self.failure = exc
+            raise  # uvicorn then ends startup and exits with status 3
 
 
 def main() -> None:

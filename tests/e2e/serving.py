@@ -8,8 +8,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -56,25 +57,40 @@ def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.Com
     )
 
 
+class ServerProcess(subprocess.Popen[str]):
+    """`fashion-search serve` with its output going to a file, never to a pipe: a pipe nobody reads fills
+    after about 64 KiB of access log and then blocks the server mid-request."""
+
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
 def start_server(
-    index: Path, env: dict[str, str], port: int | None = None
-) -> tuple[subprocess.Popen[str], str]:
+    index: Path, env: dict[str, str], port: int | None = None, log_path: Path | None = None
+) -> tuple[ServerProcess, str]:
     """Start `fashion-search serve` and wait (at most 90 s) until /readyz answers 200."""
     port = port or free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "serve", "--index", str(index), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    if log_path is None:
+        handle, name = tempfile.mkstemp(prefix="fashion-serve-", suffix=".log")
+        os.close(handle)
+        log_path = Path(name)
+    with log_path.open("a", encoding="utf-8") as sink:
+        process = ServerProcess(
+            [sys.executable, "-m", "scripts.cli", "serve", "--index", str(index), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    process.log_path = log_path
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            pytest.fail(f"server exited with {process.returncode}: {output}")
+            pytest.fail(f"server exited with {process.returncode}: {process.output()[-3000:]}")
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return process, base
@@ -87,8 +103,8 @@ def start_server(
 
 
 @contextlib.contextmanager
-def running_server(index: Path, env: dict[str, str]) -> Iterator[str]:
-    process, base = start_server(index, env)
+def running_server(index: Path, env: dict[str, str], log_path: Path | None = None) -> Iterator[str]:
+    process, base = start_server(index, env, log_path=log_path)
     try:
         yield base
     finally:
@@ -98,3 +114,34 @@ def running_server(index: Path, env: dict[str, str]) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+        if log_path is None:
+            process.log_path.unlink(missing_ok=True)
+
+
+def metric_value(base: str, name: str) -> float:
+    """One unlabelled sample from the server's Prometheus /metrics."""
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+def connection_refused(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port any more."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def wait_until(
+    condition: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.02
+) -> None:
+    """Poll `condition` until it is true; fail the test with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
