@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +17,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from indexer.feed import BadRow, CatalogItem, read_feed
-from indexer.manifest import METADATA_NAME, VECTORS_NAME, Manifest
+from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, Manifest
 from indexer.metadata import ItemRow, write_metadata
 from indexer.publish import BuildError, build_lock, check_out_dir, new_staging_dir, publish
+from indexer.vector_index import build_vector_index, choose_factory
 from models.attributes.extractor import AttributeExtractor, create_extractor
 from models.attributes.guess import AttributeGuess
 from models.embedder import Embedder
@@ -27,6 +29,8 @@ from models.images import decode_image
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 10.0
+# One kept catalogue item: its feed row, its attributes (feed-given or predicted) and extra feed attributes.
+Described = tuple[CatalogItem, dict[str, AttributeGuess], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class BuildOptions:
     max_image_pixels: int = 40_000_000
     keep_builds: int = 3
     progress: bool = True
+    index_factory: str | None = None  # FAISS factory string; None = chosen by catalogue size
 
 
 @dataclass
@@ -56,6 +61,7 @@ def build_index(
     embedder: Embedder,
     options: BuildOptions,
     extractor: AttributeExtractor | None = None,
+    describe: Callable[[list[CatalogItem]], tuple[list[Described], np.ndarray, list[BadRow]]] | None = None,
 ) -> BuildReport:
     """Build and atomically publish an index. On any failure the published index is left as it was.
 
@@ -70,36 +76,31 @@ def build_index(
     with build_lock(out_dir):
         staging = new_staging_dir(out_dir)
         try:
-            index = faiss.IndexFlatIP(embedder.dimension)
-            kept: list[ItemRow] = []
-            bad = list(feed.bad_rows)
-            for items, images, vectors, batch_bad in _embedded_batches(feed.items, embedder, options):
-                bad.extend(batch_bad)
-                _fail_if_strict(options, batch_bad)
-                _check_vectors(vectors, len(items), embedder.dimension)
-                for item, image, vector in zip(items, images, vectors, strict=True):
-                    kept.append(_item_row(len(kept), item, image, vector, extractor))
-                if len(items):
-                    index.add(vectors)
-            if not kept:
+            if describe is None:
+                described, vectors, batch_bad = describe_items(feed.items, embedder, extractor, options)
+            else:
+                described, vectors, batch_bad = describe(feed.items)
+            bad = list(feed.bad_rows) + batch_bad
+            _fail_if_strict(options, batch_bad)
+            if not described:
                 raise BuildError(f"no valid items in {feed_path} ({len(bad)} bad rows): nothing to index")
-            faiss.write_index(index, str(staging / VECTORS_NAME))
-            write_metadata(staging / METADATA_NAME, kept)
+            rows = [ItemRow(row, *entry) for row, entry in enumerate(described)]
+            factory = options.index_factory or choose_factory(len(rows), embedder.dimension)
             manifest = Manifest(
                 model_name=embedder.name,
                 dimension=embedder.dimension,
                 metric="inner_product",
-                count=int(index.ntotal),
-                index_type="IndexFlatIP",
+                count=len(rows),
+                index_type=factory,
                 feed_sha256=feed.sha256,
                 feed_path=str(feed_path.resolve()),
                 created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 skipped_rows=len(bad),
-                build_seconds=round(time.perf_counter() - started, 3),
+                build_seconds=0.0,
                 detector="full-frame",
                 predicted_attributes=extractor.predicted_groups,
             )
-            manifest.write(staging)
+            manifest = write_build(staging, vectors, rows, manifest, started)
             final = publish(staging, out_dir, options.keep_builds)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -110,16 +111,55 @@ def build_index(
     return BuildReport(out_dir=out_dir, build_dir=final, manifest=manifest, bad_rows=bad)
 
 
-def _item_row(
-    row: int, item: CatalogItem, image: Image.Image, vector: np.ndarray, extractor: AttributeExtractor
-) -> ItemRow:
+def write_build(
+    staging: Path, vectors: np.ndarray, rows: list[ItemRow], manifest: Manifest, started: float
+) -> Manifest:
+    """Write one complete build into `staging`: raw vectors (the source of truth for updates and for
+    re-indexing into another type), the FAISS index of `manifest.index_type`, the items, then the sealed
+    manifest (checksums of the data files, written last)."""
+    if vectors.shape != (len(rows), manifest.dimension) or vectors.dtype != np.float32:
+        raise BuildError(
+            f"{len(rows)} items but vectors {vectors.dtype} {vectors.shape}; "
+            f"expected float32 ({len(rows)}, {manifest.dimension})"
+        )
+    with (staging / RAW_VECTORS_NAME).open("wb") as handle:
+        np.save(handle, np.ascontiguousarray(vectors), allow_pickle=False)
+    index = build_vector_index(manifest.index_type, vectors)
+    faiss.write_index(index, str(staging / VECTORS_NAME))
+    write_metadata(staging / METADATA_NAME, rows)
+    elapsed = round(time.perf_counter() - started, 3)
+    return dataclasses.replace(manifest, build_seconds=elapsed).write(staging)
+
+
+def describe_items(
+    items: list[CatalogItem], embedder: Embedder, extractor: AttributeExtractor, options: BuildOptions
+) -> tuple[list[Described], np.ndarray, list[BadRow]]:
+    """Decode, embed and attribute `items` in batches: (kept items with attributes, their vectors in the
+    same order, bad rows). The single-process core; the distributed build runs it per shard."""
+    described: list[Described] = []
+    chunks: list[np.ndarray] = []
+    bad: list[BadRow] = []
+    for good, images, vectors, batch_bad in _embedded_batches(items, embedder, options):
+        bad.extend(batch_bad)
+        _fail_if_strict(options, batch_bad)
+        _check_vectors(vectors, len(good), embedder.dimension)
+        for item, image, vector in zip(good, images, vectors, strict=True):
+            described.append(_describe(item, image, vector, extractor))
+        chunks.append(vectors)
+    matrix = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dimension), np.float32)
+    return described, matrix.astype(np.float32, copy=False), bad
+
+
+def _describe(
+    item: CatalogItem, image: Image.Image, vector: np.ndarray, extractor: AttributeExtractor
+) -> Described:
     given, extra = extractor.taxonomy.normalise_attributes(item.attributes)
     attributes = {group: AttributeGuess(value, 1.0, "feed") for group, value in given.items()}
     if any(group not in attributes for group in extractor.predicted_groups):
         predicted = extractor.for_product(image, item.category, vector)
         for group, guess in predicted.values.items():
             attributes.setdefault(group, guess)
-    return ItemRow(row, item, attributes, extra)
+    return item, attributes, extra
 
 
 def _fail_if_strict(options: BuildOptions, bad: list[BadRow]) -> None:

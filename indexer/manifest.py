@@ -14,7 +14,8 @@ FORMAT_VERSION = 2  # 2: per-item attributes with confidence and source
 MANIFEST_NAME = "manifest.json"
 VECTORS_NAME = "vectors.faiss"
 METADATA_NAME = "items.sqlite"
-DATA_NAMES = (VECTORS_NAME, METADATA_NAME)
+RAW_VECTORS_NAME = "vectors.npy"  # float32 (n, d) in row order: updates and re-indexing start from it
+DATA_NAMES = (VECTORS_NAME, METADATA_NAME, RAW_VECTORS_NAME)
 
 
 class IndexCorruptError(FashionSearchError):

@@ -75,6 +75,9 @@ def publish(staging: Path, out_dir: Path, keep: int) -> Path:
     if not (staging / MANIFEST_NAME).is_file():
         raise BuildError(f"refusing to publish {staging}: it has no {MANIFEST_NAME}")
     final = staging.with_name(staging.name.removesuffix(PARTIAL_SUFFIX))
+    for part in staging.iterdir():  # the data itself is on disk before the link can point at it
+        if part.is_file():
+            _fsync_file(part)
     _fsync_dir(staging)
     os.rename(staging, final)
     check_out_dir(out_dir)
@@ -100,6 +103,11 @@ def prune(out_dir: Path, keep: int) -> None:
         if old.resolve() != current:
             log.info("pruning old build %s", old)
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from indexer.filters import FilterColumns, SearchFilters
 from indexer.manifest import METADATA_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, MetadataReader
+from indexer.vector_index import read_vector_index, search_params
 from models.errors import FashionSearchError, ModelMismatchError
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class IndexStore:
                     f"{resolved / name} is missing: the index at {directory} is incomplete"
                 )
         try:
-            index = faiss.read_index(str(resolved / VECTORS_NAME))
+            index = read_vector_index(str(resolved / VECTORS_NAME))
         except RuntimeError as exc:
             raise IndexCorruptError(
                 f"{resolved / VECTORS_NAME} is not a readable FAISS index: {exc}"
@@ -124,9 +125,8 @@ class IndexStore:
                 f"query vectors have shape {vectors.shape}; the index expects (n, {self.manifest.dimension})"
             )
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
-        params = None
+        params = search_params(self._index, rows)
         if rows is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))  # type: ignore[call-arg]
             top_k = min(top_k, len(rows))
         top_k = min(top_k, self.count)
         if top_k <= 0 or len(queries) == 0:

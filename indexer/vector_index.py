@@ -44,8 +44,12 @@ def ivf_pq_factory(count: int, dimension: int) -> str:
     return f"IVF{nlist},PQ{codes}"
 
 
+LEGACY_TYPES = {"IndexFlatIP": "Flat"}  # index_type values written by earlier builds
+
+
 def create_index(factory: str, dimension: int) -> faiss.Index:
     """An empty inner-product index; a bad factory string is a ConfigError naming it."""
+    factory = LEGACY_TYPES.get(factory, factory)
     try:
         index = faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
@@ -88,6 +92,32 @@ def tune_for_search(index: faiss.Index, ef_search: int = HNSW_EF_SEARCH, nprobe:
     ivf = _ivf_of(index)
     if ivf is not None:
         ivf.nprobe = min(nprobe, ivf.nlist)
+
+
+def read_vector_index(path: str) -> faiss.Index:
+    """Read an index memory-mapped where FAISS supports it (flat codes, HNSW storage, IVF lists), so several
+    processes share the page cache and a large index opens without reading it all; else read it whole."""
+    try:
+        index = faiss.read_index(path, faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        index = faiss.read_index(path)
+    tune_for_search(index)
+    return index
+
+
+def search_params(index: faiss.Index, rows: np.ndarray | None) -> faiss.SearchParameters | None:
+    """Per-query parameters of the right FAISS type: a row filter (IDSelector) and the index's own
+    search knobs, which a generic SearchParameters would reset (IVF refuses one outright)."""
+    if rows is None:
+        return None
+    selector = faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
+    hnsw = _hnsw_of(index)
+    if hnsw is not None:
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=hnsw.hnsw.efSearch)  # type: ignore[attr-defined]
+    ivf = _ivf_of(index)
+    if ivf is not None:
+        return faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)  # type: ignore[call-arg]
+    return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
 
 
 @dataclass(frozen=True)
