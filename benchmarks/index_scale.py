@@ -23,7 +23,13 @@ import faiss
 import numpy as np
 
 from benchmarks.machine import machine_info
-from indexer.vector_index import build_vector_index, choose_factory, ivf_pq_factory, measure_recall
+from indexer.vector_index import (
+    build_vector_index,
+    choose_factory,
+    ivf_pq_factory,
+    measure_recall,
+    tune_for_search,
+)
 
 DEFAULT_TYPES = ("Flat", "HNSW32,Flat", "ivf-pq")
 
@@ -80,6 +86,8 @@ def measure(factory: str, vectors: np.ndarray, queries: np.ndarray, threads: int
     faiss.omp_set_num_threads(threads)
     recall = measure_recall(index, vectors, queries, k=10)
     latency = single_query_latency(index, queries)
+    sweep = [_at_setting(index, vectors, queries, knob, value) for knob, value in _knobs(index)]
+    tune_for_search(index)
     return {
         "factory": factory,
         "build_s": round(build_s, 2),
@@ -91,7 +99,25 @@ def measure(factory: str, vectors: np.ndarray, queries: np.ndarray, threads: int
         "recall_at_10": round(recall.recall, 4),
         "single_query_latency": latency,
         "exact_batch_ms_per_query": round(recall.exact_ms_per_query, 3),
+        "search_knob_sweep": sweep,
     }
+
+
+def _knobs(index: faiss.Index) -> list[tuple[str, int]]:
+    name = type(faiss.downcast_index(index)).__name__
+    if "HNSW" in name:
+        return [("efSearch", value) for value in (32, 64, 128, 256)]
+    if "IVF" in name:
+        return [("nprobe", value) for value in (8, 16, 32, 64, 128)]
+    return []
+
+
+def _at_setting(
+    index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, knob: str, value: int
+) -> dict[str, object]:
+    tune_for_search(index, ef_search=value, nprobe=value)
+    recall = measure_recall(index, vectors, queries, k=10)
+    return {knob: value, "recall_at_10": round(recall.recall, 4), **single_query_latency(index, queries)}
 
 
 def main() -> None:
@@ -123,7 +149,7 @@ def main() -> None:
     }
     results: list[dict[str, object]] = []
     report["results"] = results
-    for name in args.types.split(","):
+    for name in args.types.split(";"):
         factory = ivf_pq_factory(args.count, args.dimension) if name == "ivf-pq" else name
         print(f"[index_scale] {factory} over {args.count} x {args.dimension} ...", flush=True)
         result = measure(factory, vectors, queries, args.threads)

@@ -28,6 +28,10 @@ class BuildError(FashionSearchError):
     """A build could not complete; the previously published index is unchanged."""
 
 
+class BuildLockedError(BuildError):
+    """Another build or update of the same index holds its lock."""
+
+
 def builds_root(out_dir: Path) -> Path:
     return out_dir.parent / f"{out_dir.name}.builds"
 
@@ -50,7 +54,9 @@ def build_lock(out_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BuildError(f"another build of {out_dir} is running (lock {root / '.lock'})") from None
+            raise BuildLockedError(
+                f"another build or update of {out_dir} is running (lock {root / '.lock'}); retry when it ends"
+            ) from None
         try:
             yield
         finally:

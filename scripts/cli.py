@@ -1,4 +1,5 @@
-"""`fashion-search`: one entry point for ops. Verbs: index build | index info | search | serve.
+"""`fashion-search`: one entry point for ops.
+Verbs: index build | add | upsert | delete | verify | info, search, serve.
 
 Names and flags are a contract with scripts and monitoring: keep them stable."""
 
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -65,6 +66,9 @@ def index_build(
     batch_size: Annotated[int, typer.Option(min=1, help="images per embedding batch")] = 64,
     keep: Annotated[int, typer.Option(min=1, help="complete builds to keep for rollback")] = 3,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    index_factory: Annotated[
+        str | None, typer.Option(help='FAISS factory, e.g. "HNSW32,Flat" (default: chosen by size)')
+    ] = None,
 ) -> None:
     """Embed a catalogue feed and publish a FAISS index atomically (the old one serves until then)."""
 
@@ -80,6 +84,7 @@ def index_build(
             max_image_pixels=settings.max_image_pixels,
             keep_builds=keep,
             progress=progress,
+            index_factory=index_factory or settings.index_factory,
         )
         report = build_index(catalog, out, embedder, options, settings.build_extractor(embedder))
         m = report.manifest
@@ -87,6 +92,97 @@ def index_build(
             f"built {out} -> {report.build_dir.name}: {m.count} items, {len(report.bad_rows)} skipped, "
             f"{m.build_seconds:.1f} s ({report.items_per_s:.1f} items/s), model {m.model_name}"
         )
+
+    _run(body)
+
+
+def _index_update(
+    index: Path,
+    feed: Path | None,
+    mode: Literal["add", "upsert"],
+    delete_ids: list[str],
+    strict: bool,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    def body() -> None:
+        from indexer.build import BuildOptions
+        from indexer.update import update_index
+        from models.embedder import create_embedder
+
+        settings = _settings()
+        embedder = create_embedder(settings.embedder.to_spec())
+        options = BuildOptions(
+            strict=strict,
+            batch_size=batch_size,
+            max_image_pixels=settings.max_image_pixels,
+            progress=progress,
+        )
+        report = update_index(
+            index,
+            embedder,
+            settings.build_extractor(embedder),
+            options,
+            feed,
+            mode,
+            delete_ids,
+        )
+        for row in report.bad_rows:
+            typer.echo(f"warning: skipped {row}", err=True)
+        for item_id in report.missing_ids:
+            typer.echo(f"warning: id {item_id!r} is not in the index", err=True)
+        state = f"-> {report.build_dir.name}" if report.changed else "unchanged"
+        typer.echo(f"updated {index} {state}: {report.summary()}")
+
+    _run(body)
+
+
+@index_app.command("add")
+def index_add(
+    feed: Annotated[Path, typer.Argument(help="feed of new items (.jsonl or .csv)")],
+    index: Annotated[Path, typer.Option(help="published index link")],
+    strict: Annotated[bool, typer.Option(help="fail, changing nothing, on any bad row or known id")] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Add new items (known ids are skipped: use upsert); publishes a new build atomically."""
+    _index_update(index, feed, "add", [], strict, batch_size, progress)
+
+
+@index_app.command("upsert")
+def index_upsert(
+    feed: Annotated[Path, typer.Argument(help="feed of new or changed items")],
+    index: Annotated[Path, typer.Option(help="published index link")],
+    strict: Annotated[bool, typer.Option(help="fail, changing nothing, on any bad row")] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Add new items and replace known ones (re-embedded); publishes a new build atomically."""
+    _index_update(index, feed, "upsert", [], strict, batch_size, progress)
+
+
+@index_app.command("delete")
+def index_delete(
+    ids: Annotated[list[str], typer.Argument(help="catalogue ids to remove")],
+    index: Annotated[Path, typer.Option(help="published index link")],
+    strict: Annotated[bool, typer.Option(help="fail, changing nothing, if an id is unknown")] = False,
+) -> None:
+    """Remove items (sold out for good, withdrawn); publishes a new build atomically."""
+    _index_update(index, None, "add", ids, strict, 64, False)
+
+
+@index_app.command("verify")
+def index_verify(
+    index: Annotated[Path, typer.Option(help="index link or build directory")],
+    sample: Annotated[int, typer.Option(min=1, help="catalogue vectors used as queries")] = 200,
+    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+) -> None:
+    """Check the checksums and print recall@k of the index against exact search, as JSON."""
+
+    def body() -> None:
+        from indexer.verify import verify_index
+
+        typer.echo(json.dumps(verify_index(index, sample, k), indent=2))
 
     _run(body)
 

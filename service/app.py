@@ -17,6 +17,7 @@ from service.access import RateLimiter, install_access_control
 from service.errors import error_body, install_error_handlers
 from service.limiter import SearchLimiter
 from service.metrics import ServiceMetrics, install_metrics
+from service.reload import watch_index
 from service.routes import router
 from service.settings import Settings
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
         store = IndexStore.open(settings.index_dir)
+        stop_watching = threading.Event()
         try:
             app.state.searcher = settings.build_searcher(store)
             app.state.limiter = SearchLimiter(
@@ -36,8 +38,11 @@ def create_app(settings: Settings) -> FastAPI:
             )
             metrics.set_index(store.build_dir.name, store.manifest.model_name, store.count)
             log.info("ready: %d items, model %s", store.count, app.state.searcher.embedder.name)
+            if settings.reload_poll_s > 0:
+                watch_index(app, settings.reload_poll_s, stop_watching)
             yield
         finally:
+            stop_watching.set()
             searcher = getattr(app.state, "searcher", None)
             (searcher.store if searcher is not None else store).close()  # after reloads, the current one
 

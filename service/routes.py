@@ -14,11 +14,15 @@ from fastapi.security import APIKeyHeader
 from indexer.search import OutfitSearcher
 from models.errors import ImageTooLargeError
 from models.images import decode_image
+from service.catalog import change_catalogue
 from service.errors import ItemNotFoundError, redact_paths
 from service.files import served_image
 from service.query import search_request
 from service.reload import reload_index
 from service.schemas import (
+    CatalogChanged,
+    CatalogDeleteIn,
+    CatalogItemsIn,
     ErrorOut,
     Health,
     Item,
@@ -138,6 +142,28 @@ def reload(request: Request) -> Reloaded:
     """Open the index the configured link points at now and swap it in; a bad index is refused (409) and
     the previous one keeps serving. Needs X-Admin-Key."""
     return reload_index(request.app)
+
+
+@router.post(
+    "/v1/admin/items",
+    response_model=CatalogChanged,
+    dependencies=[ADMIN_KEY],
+    responses=errors(401, 403, 409, 422, 429),
+)
+def add_items(request: Request, body: CatalogItemsIn) -> CatalogChanged:
+    """Add (or upsert) items; durable and searchable when this answers. Needs X-Admin-Key."""
+    return change_catalogue(request.app, items=body.items, mode=body.mode)
+
+
+@router.post(
+    "/v1/admin/items/delete",
+    response_model=CatalogChanged,
+    dependencies=[ADMIN_KEY],
+    responses=errors(401, 403, 409, 422, 429),
+)
+def delete_items(request: Request, body: CatalogDeleteIn) -> CatalogChanged:
+    """Remove items by id; gone from results when this answers. Needs X-Admin-Key."""
+    return change_catalogue(request.app, delete_ids=body.ids)
 
 
 @router.get("/healthz", response_model=Health)

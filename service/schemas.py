@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,6 +103,41 @@ class Item(_Strict):
 
 class Health(_Strict):
     status: str
+
+
+class CatalogItemIn(_Strict):
+    """One catalogue row, as in a feed; `image` is a path relative to the service's image root."""
+
+    id: str = Field(min_length=1, max_length=256)
+    image: str = Field(min_length=1, max_length=1024)
+    title: str = Field(min_length=1, max_length=1000)
+    category: str = Field(min_length=1, max_length=100)
+    brand: str | None = Field(None, max_length=200)
+    price: float | None = Field(None, ge=0)
+    currency: str | None = Field(None, max_length=10)
+    in_stock: bool | None = None
+    url: str | None = Field(None, max_length=2048)
+    attributes: dict[str, str] | None = None
+
+
+class CatalogItemsIn(_Strict):
+    items: list[CatalogItemIn] = Field(min_length=1, max_length=1000, description="at most 1,000 per call")
+    mode: Literal["add", "upsert"] = Field("add", description="add: new ids only; upsert: new or replaced")
+
+
+class CatalogDeleteIn(_Strict):
+    ids: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class CatalogChanged(_Strict):
+    build: str = Field(description="the build serving now")
+    changed: bool
+    count: int
+    added: int
+    replaced: int
+    deleted: int
+    skipped: list[str] = Field(description="rows not applied, with the reason")
+    missing_ids: list[str] = Field(description="ids to delete that the index did not have")
 
 
 class Reloaded(_Strict):

@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     image_root: Path | None = Field(
         None, description="catalogue images served at /v1/images/...; unset = image serving off"
     )
+    index_factory: str | None = Field(
+        None, description='FAISS factory for `index build`, e.g. "HNSW32,Flat"; unset = chosen by size'
+    )
+    reload_poll_s: float = Field(
+        2.0, ge=0, description="how often the service checks the index link for a new build; 0 = never"
+    )
     faiss_threads: int = Field(1, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
