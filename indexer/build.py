@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import faiss
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from indexer.feed import BadRow, CatalogItem, read_feed
-from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, Manifest
+from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, Manifest
 from indexer.metadata import ItemRow, write_metadata
 from indexer.publish import BuildError, build_lock, check_out_dir, new_staging_dir, publish
-from indexer.vector_index import build_vector_index, choose_factory
+from indexer.vector_backend import check_vector_store, choose_index_type, discard_vectors, write_vectors
 from models.attributes.extractor import AttributeExtractor, create_extractor
 from models.attributes.guess import AttributeGuess
 from models.embedder import Embedder
@@ -40,7 +39,9 @@ class BuildOptions:
     max_image_pixels: int = 40_000_000
     keep_builds: int = 3
     progress: bool = True
-    index_factory: str | None = None  # FAISS factory string; None = chosen by catalogue size
+    index_factory: str | None = None  # FAISS factory string or Milvus index type; None = chosen by size
+    vector_store: str = "faiss"  # "faiss": vectors.faiss in the build; "milvus": a collection per build
+    milvus_uri: str | None = None  # Milvus server URI; None = Milvus Lite inside the build (milvus.db)
 
 
 @dataclass
@@ -69,6 +70,7 @@ def build_index(
     predicted from the product image (source "predicted", with confidence) by `extractor` (default: colour,
     plus zero-shot groups when the embedder has a text tower)."""
     started = time.perf_counter()
+    check_vector_store(options.vector_store, options.index_factory)
     extractor = extractor or create_extractor(embedder)
     check_out_dir(out_dir)
     feed = read_feed(feed_path)
@@ -85,7 +87,9 @@ def build_index(
             if not described:
                 raise BuildError(f"no valid items in {feed_path} ({len(bad)} bad rows): nothing to index")
             rows = [ItemRow(row, *entry) for row, entry in enumerate(described)]
-            factory = options.index_factory or choose_factory(len(rows), embedder.dimension)
+            factory = options.index_factory or choose_index_type(
+                options.vector_store, len(rows), embedder.dimension
+            )
             manifest = Manifest(
                 model_name=embedder.name,
                 dimension=embedder.dimension,
@@ -99,10 +103,12 @@ def build_index(
                 build_seconds=0.0,
                 detector="full-frame",
                 predicted_attributes=extractor.predicted_groups,
+                vector_store=options.vector_store,
             )
-            manifest = write_build(staging, vectors, rows, manifest, started)
+            manifest = write_build(staging, vectors, rows, manifest, started, milvus_uri=options.milvus_uri)
             final = publish(staging, out_dir, options.keep_builds)
         except BaseException:
+            discard_vectors(staging, options.vector_store, options.milvus_uri)
             shutil.rmtree(staging, ignore_errors=True)
             raise
     bad.sort(key=lambda row: row.line)
@@ -112,11 +118,20 @@ def build_index(
 
 
 def write_build(
-    staging: Path, vectors: np.ndarray, rows: list[ItemRow], manifest: Manifest, started: float
+    staging: Path,
+    vectors: np.ndarray,
+    rows: list[ItemRow],
+    manifest: Manifest,
+    started: float,
+    *,
+    milvus_uri: str | None = None,
 ) -> Manifest:
     """Write one complete build into `staging`: raw vectors (the source of truth for updates and for
-    re-indexing into another type), the FAISS index of `manifest.index_type`, the items, then the sealed
-    manifest (checksums of the data files, written last)."""
+    re-indexing into another type), the searchable vectors in `manifest.vector_store` with its `index_type`
+    (FAISS: vectors.faiss; Milvus: a new collection named from the build id, at `milvus_uri` or else in
+    Milvus Lite inside `staging`), the items, then the sealed manifest (checksums, written last). On failure
+    a Milvus collection it created is dropped again; after it returns, a caller whose publish fails calls
+    `discard_vectors(staging, manifest.vector_store, milvus_uri)`."""
     if vectors.shape != (len(rows), manifest.dimension) or vectors.dtype != np.float32:
         raise BuildError(
             f"{len(rows)} items but vectors {vectors.dtype} {vectors.shape}; "
@@ -124,11 +139,14 @@ def write_build(
         )
     with (staging / RAW_VECTORS_NAME).open("wb") as handle:
         np.save(handle, np.ascontiguousarray(vectors), allow_pickle=False)
-    index = build_vector_index(manifest.index_type, vectors)
-    faiss.write_index(index, str(staging / VECTORS_NAME))
-    write_metadata(staging / METADATA_NAME, rows)
-    elapsed = round(time.perf_counter() - started, 3)
-    return dataclasses.replace(manifest, build_seconds=elapsed).write(staging)
+    manifest = write_vectors(staging, vectors, manifest, milvus_uri)
+    try:
+        write_metadata(staging / METADATA_NAME, rows)
+        elapsed = round(time.perf_counter() - started, 3)
+        return dataclasses.replace(manifest, build_seconds=elapsed).write(staging)
+    except BaseException:
+        discard_vectors(staging, manifest.vector_store, milvus_uri)
+        raise
 
 
 def describe_items(

@@ -16,6 +16,8 @@ VECTORS_NAME = "vectors.faiss"
 METADATA_NAME = "items.sqlite"
 RAW_VECTORS_NAME = "vectors.npy"  # float32 (n, d) in row order: updates and re-indexing start from it
 DATA_NAMES = (VECTORS_NAME, METADATA_NAME, RAW_VECTORS_NAME)
+MILVUS_LITE_NAME = "milvus.db"  # Milvus Lite's data, inside the build, when no Milvus server URI is given
+VECTOR_STORES = ("faiss", "milvus")  # where a build's searchable vectors live
 
 
 class IndexCorruptError(FashionSearchError):
@@ -39,6 +41,10 @@ class Manifest:
     predicted_attributes: tuple[str, ...] = ()  # groups predicted at index time where the feed had none
     # SHA-256 of each data file, recorded when the build is sealed; empty in manifests from older builds.
     checksums: dict[str, str] = field(default_factory=dict, hash=False)
+    # "faiss": vectors.faiss in the build; "milvus": `collection` in Milvus (the address comes from settings,
+    # so one build can be served by another Milvus; without one, Milvus Lite's data inside the build).
+    vector_store: str = "faiss"
+    collection: str = ""
 
     def write(self, directory: Path) -> Manifest:
         """Seal the build in `directory`: record its data files' checksums (unless given) and write
@@ -92,6 +98,16 @@ class Manifest:
             name in DATA_NAMES and isinstance(digest, str) for name, digest in checksums.items()
         ):
             raise IndexCorruptError(f"{path} has malformed checksums: {checksums!r:.200}")
+        store, collection = values.get("vector_store", "faiss"), values.get("collection", "")
+        if (
+            store not in VECTOR_STORES
+            or not isinstance(collection, str)
+            or (store == "milvus") != bool(collection)
+        ):
+            raise IndexCorruptError(
+                f"{path} has vector_store {store!r} with collection {collection!r}; expected "
+                f"{' or '.join(map(repr, VECTOR_STORES))}, and a collection name exactly when it is 'milvus'"
+            )
         return cls(**values)
 
 

@@ -1,4 +1,5 @@
-"""The read-only index the service opens: FAISS vectors + SQLite items + manifest, checked for agreement."""
+"""The read-only index the service opens: vectors (FAISS or Milvus) + SQLite items + manifest, checked for
+agreement."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from indexer.filters import FilterColumns, SearchFilters
 from indexer.manifest import METADATA_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, MetadataReader
-from indexer.vector_index import read_vector_index, search_params
+from indexer.vector_backend import VectorBackend, open_vectors, verify_vectors
 from models.errors import FashionSearchError, ModelMismatchError
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,11 @@ class Hit:
 class IndexStore:
     """Open with `IndexStore.open(directory)`; thread-safe for concurrent searches."""
 
-    def __init__(self, directory: Path, manifest: Manifest, index: faiss.Index, items: MetadataReader):
+    def __init__(self, directory: Path, manifest: Manifest, vectors: VectorBackend, items: MetadataReader):
         self.directory = directory
         self.build_dir = directory.resolve()  # the build the link pointed at when opened
         self.manifest = manifest
-        self._index = index
+        self._vectors = vectors
         self._items = items
         # Every record in row order, read once: search results come from memory, not one SQLite query per
         # garment (the filter columns need a full pass anyway). About 1 KB per item.
@@ -47,50 +47,64 @@ class IndexStore:
         self._category_counts = {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 
     @classmethod
-    def open(cls, directory: Path) -> IndexStore:
+    def open(cls, directory: Path, milvus_uri: str | None = None) -> IndexStore:
+        """Open the index at `directory` (link or build). A build whose vectors are in Milvus is opened at
+        `milvus_uri` (a server) or else in the Milvus Lite data inside the build."""
         resolved = directory.resolve()
         manifest = Manifest.read(resolved)
-        for name in (VECTORS_NAME, METADATA_NAME):
+        needed = (VECTORS_NAME, METADATA_NAME) if manifest.vector_store == "faiss" else (METADATA_NAME,)
+        for name in needed:
             if not (resolved / name).is_file():
                 raise IndexCorruptError(
                     f"{resolved / name} is missing: the index at {directory} is incomplete"
                 )
-        try:
-            index = read_vector_index(str(resolved / VECTORS_NAME))
-        except RuntimeError as exc:
-            raise IndexCorruptError(
-                f"{resolved / VECTORS_NAME} is not a readable FAISS index: {exc}"
-            ) from exc
+        vectors = open_vectors(resolved, manifest, milvus_uri)
         items = MetadataReader(resolved / METADATA_NAME)
         try:
-            store = cls(directory, manifest, index, items)
-            counts = {"manifest": manifest.count, "faiss": index.ntotal, "sqlite": items.count()}
-        except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
+            store = cls._checked(directory, manifest, vectors, items)
+        except BaseException:
             items.close()
+            vectors.close()
+            raise
+        log.info(
+            "opened index %s: %d items, model %s, vectors in %s",
+            resolved,
+            manifest.count,
+            manifest.model_name,
+            vectors.location,
+        )
+        return store
+
+    @classmethod
+    def _checked(
+        cls, directory: Path, manifest: Manifest, vectors: VectorBackend, items: MetadataReader
+    ) -> IndexStore:
+        resolved = directory.resolve()
+        try:
+            store = cls(directory, manifest, vectors, items)
+            counts = {"manifest": manifest.count, vectors.kind: vectors.count, "sqlite": items.count()}
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
             raise IndexCorruptError(
                 f"{resolved / METADATA_NAME} is not a readable item database: {exc}"
             ) from exc
         contiguous = all(record.row == row for row, record in enumerate(store._records))
-        if len(set(counts.values())) != 1 or index.d != manifest.dimension or not contiguous:
-            items.close()
+        if len(set(counts.values())) != 1 or vectors.dimension != manifest.dimension or not contiguous:
             raise IndexCorruptError(
-                f"index at {directory} disagrees with itself: counts {counts}, "
-                f"dimension faiss={index.d} manifest={manifest.dimension}, rows numbered 0..n-1: {contiguous}"
+                f"index at {directory} disagrees with itself: counts {counts}, dimension "
+                f"{vectors.kind}={vectors.dimension} manifest={manifest.dimension}, rows numbered 0..n-1: "
+                f"{contiguous} (vectors in {vectors.location})"
             )
-        try:
-            manifest.verify(resolved)  # last: the checks above name the more specific faults
-        except IndexCorruptError:
-            items.close()
-            raise
-        log.info("opened index %s: %d items, model %s", resolved, manifest.count, manifest.model_name)
+        manifest.verify(resolved)  # after the checks above: they name the more specific faults
+        verify_vectors(vectors, resolved)
         return store
 
     def close(self) -> None:
         self._items.close()
+        self._vectors.close()
 
     @property
     def count(self) -> int:
-        return int(self._index.ntotal)
+        return self._vectors.count
 
     @property
     def categories(self) -> list[str]:
@@ -118,20 +132,19 @@ class IndexStore:
     def search(self, vectors: np.ndarray, top_k: int, rows: np.ndarray | None = None) -> list[list[Hit]]:
         """Nearest items by inner product (cosine on normalised vectors), one list per query vector.
 
-        `rows` restricts the search to those rows inside FAISS (an IDSelector), so a filtered search still
-        returns top_k hits when at least that many rows qualify."""
+        `rows` restricts the search to those rows inside the vector store (a FAISS IDSelector, a Milvus filter
+        expression), so a filtered search still returns top_k hits when at least that many rows qualify."""
         if vectors.ndim != 2 or vectors.shape[1] != self.manifest.dimension:
             raise ModelMismatchError(
                 f"query vectors have shape {vectors.shape}; the index expects (n, {self.manifest.dimension})"
             )
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
-        params = search_params(self._index, rows)
         if rows is not None:
             top_k = min(top_k, len(rows))
         top_k = min(top_k, self.count)
         if top_k <= 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
-        scores, rows_found = self._index.search(queries, top_k, params=params)
+        scores, rows_found = self._vectors.search(queries, top_k, rows)
         records = self._records
         return [
             [Hit(records[int(r)], float(s)) for s, r in zip(score_row, row_row, strict=True) if r >= 0]

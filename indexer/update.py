@@ -28,6 +28,7 @@ from indexer.feed import BadRow, CatalogItem, read_feed
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, ItemRow, MetadataReader
 from indexer.publish import BuildError, build_lock, new_staging_dir, publish
+from indexer.vector_backend import discard_vectors
 from models.attributes.extractor import AttributeExtractor
 from models.embedder import Embedder
 from models.errors import ModelMismatchError
@@ -133,9 +134,11 @@ def update_index(
                     checksums={},
                 ),
                 started,
+                milvus_uri=options.milvus_uri,
             )
             report.build_dir = publish(staging, out_dir, options.keep_builds)
         except BaseException:
+            discard_vectors(staging, manifest.vector_store, options.milvus_uri)
             shutil.rmtree(staging, ignore_errors=True)
             raise
     report.count = sealed.count

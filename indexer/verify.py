@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.manifest import RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
-from indexer.vector_index import measure_recall, read_vector_index
+from indexer.manifest import RAW_VECTORS_NAME, IndexCorruptError, Manifest
+from indexer.vector_backend import open_vectors
+from indexer.vector_index import measure_recall
 
 
-def verify_index(directory: Path, sample: int = 200, k: int = 10, seed: int = 0) -> dict[str, object]:
+def verify_index(
+    directory: Path, sample: int = 200, k: int = 10, seed: int = 0, milvus_uri: str | None = None
+) -> dict[str, object]:
     """Recall@k of the index against exact inner-product search over the build's raw vectors, with `sample`
     catalogue vectors (seeded) as queries; checksums are verified first."""
     build = directory.resolve()
@@ -23,10 +26,15 @@ def verify_index(directory: Path, sample: int = 200, k: int = 10, seed: int = 0)
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(len(vectors), min(sample, len(vectors)), replace=False))
     queries = np.ascontiguousarray(vectors[picked], dtype=np.float32)
-    report = measure_recall(read_vector_index(str(build / VECTORS_NAME)), np.asarray(vectors), queries, k)
+    backend = open_vectors(build, manifest, milvus_uri)
+    try:
+        report = measure_recall(backend, np.asarray(vectors), queries, k)
+    finally:
+        backend.close()
     return {
         "build": build.name,
         "index_type": manifest.index_type,
+        "vector_store": manifest.vector_store,
         "count": manifest.count,
         "queries": report.queries,
         "k": k,

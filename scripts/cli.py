@@ -69,8 +69,19 @@ def index_build(
     index_factory: Annotated[
         str | None, typer.Option(help='FAISS factory, e.g. "HNSW32,Flat" (default: chosen by size)')
     ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="embed on Ray: 'local', 'auto' or a cluster address (ray://host:10001)")
+    ] = None,
+    shards: Annotated[
+        int | None, typer.Option(min=1, help="Ray: number of shards (keep it to resume)")
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Ray: finished shards, for resuming (default OUT.shards)")
+    ] = None,
+    num_cpus: Annotated[int | None, typer.Option(min=1, help="Ray: CPUs of a local Ray")] = None,
 ) -> None:
-    """Embed a catalogue feed and publish a FAISS index atomically (the old one serves until then)."""
+    """Embed a catalogue feed and publish a FAISS index atomically (the old one serves until then).
+    With --ray-address the feed is embedded in resumable shards on Ray; the index is the same."""
 
     def body() -> None:
         from indexer.build import BuildOptions, build_index
@@ -85,8 +96,27 @@ def index_build(
             keep_builds=keep,
             progress=progress,
             index_factory=index_factory or settings.index_factory,
+            vector_store=settings.vector_store,
+            milvus_uri=settings.milvus_uri,
         )
-        report = build_index(catalog, out, embedder, options, settings.build_extractor(embedder))
+        describe = None
+        if ray_address is not None or shards is not None:
+            from indexer.distributed import ModelFactory, distributed_describer
+
+            factory = ModelFactory(
+                settings.embedder.to_spec(), settings.zero_shot, settings.zero_shot_min_confidence
+            )
+            describe = distributed_describer(
+                factory,
+                options,
+                work_dir or out.with_name(f"{out.name}.shards"),
+                address=None if ray_address in (None, "local") else ray_address,
+                shards=shards,
+                num_cpus=num_cpus,
+                expected_model=embedder.name,
+            )
+        extractor = settings.build_extractor(embedder)
+        report = build_index(catalog, out, embedder, options, extractor, describe=describe)
         m = report.manifest
         typer.echo(
             f"built {out} -> {report.build_dir.name}: {m.count} items, {len(report.bad_rows)} skipped, "
@@ -117,6 +147,7 @@ def _index_update(
             batch_size=batch_size,
             max_image_pixels=settings.max_image_pixels,
             progress=progress,
+            milvus_uri=settings.milvus_uri,
         )
         report = update_index(
             index,
@@ -182,7 +213,7 @@ def index_verify(
     def body() -> None:
         from indexer.verify import verify_index
 
-        typer.echo(json.dumps(verify_index(index, sample, k), indent=2))
+        typer.echo(json.dumps(verify_index(index, sample, k, milvus_uri=_settings().milvus_uri), indent=2))
 
     _run(body)
 
@@ -194,7 +225,7 @@ def index_info(directory: Annotated[Path, typer.Argument(help="index link or bui
     def body() -> None:
         from indexer.store import IndexStore
 
-        store = IndexStore.open(directory)
+        store = IndexStore.open(directory, _settings().milvus_uri)
         try:
             info = {
                 "path": str(directory.resolve()),
@@ -239,7 +270,7 @@ def search(
             settings, load_taxonomy(), top_k, category, text, filters, weights, profile, attribute_weight
         )
         picture = decode_image(image.read_bytes(), settings.max_image_pixels)
-        store = IndexStore.open(index)
+        store = IndexStore.open(index, settings.milvus_uri)
         try:
             result = settings.build_searcher(store).search(picture, options)
         finally:

@@ -29,7 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         faiss.omp_set_num_threads(settings.faiss_threads)
-        store = IndexStore.open(settings.index_dir)
+        store = IndexStore.open(settings.index_dir, settings.milvus_uri)
         stop_watching = threading.Event()
         try:
             app.state.searcher = settings.build_searcher(store)

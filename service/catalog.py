@@ -27,7 +27,9 @@ def change_catalogue(
 ) -> CatalogChanged:
     settings: Settings = app.state.settings
     searcher: OutfitSearcher = app.state.searcher
-    options = BuildOptions(progress=False, max_image_pixels=settings.max_image_pixels)
+    options = BuildOptions(
+        progress=False, max_image_pixels=settings.max_image_pixels, milvus_uri=settings.milvus_uri
+    )
     with tempfile.TemporaryDirectory(prefix="fashion-admin-") as scratch:
         feed = _write_feed(Path(scratch), items, settings.image_root) if items else None
         report = update_index(

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.filters import FilterError
 from indexer.manifest import IndexCorruptError
+from indexer.milvus_connection import VectorStoreError
 from indexer.publish import BuildError, BuildLockedError
 from indexer.search import SearchDeadlineError
 from indexer.store import UnknownCategoryError
@@ -54,6 +55,7 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageNotServedError, 404, "image_not_found"),
     (OverloadedError, 503, "overloaded"),
     (SearchDeadlineError, 503, "deadline_exceeded"),
+    (VectorStoreError, 503, "vector_store_unavailable"),
     (BuildLockedError, 409, "index_busy"),
     (BuildError, 409, "update_refused"),
     (IndexCorruptError, 409, "index_rejected"),  # admin reload: the previous index keeps serving

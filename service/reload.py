@@ -22,7 +22,7 @@ def reload_index(app: FastAPI) -> Reloaded:
     with app.state.reload_lock:
         current: OutfitSearcher = app.state.searcher
         previous = current.store.build_dir.name
-        store = IndexStore.open(app.state.settings.index_dir)
+        store = IndexStore.open(app.state.settings.index_dir, app.state.settings.milvus_uri)
         try:
             searcher = current.with_store(store)
         except Exception:

@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     image_root: Path | None = Field(
         None, description="catalogue images served at /v1/images/...; unset = image serving off"
     )
+    vector_store: Literal["faiss", "milvus"] = Field(
+        "faiss", description="where `index build` puts the vectors: FAISS files, or a Milvus collection"
+    )
+    milvus_uri: str | None = Field(
+        None,
+        description="Milvus server URI (http://user:pw@host:19530); unset = Milvus Lite inside the build",
+    )
     index_factory: str | None = Field(
         None, description='FAISS factory for `index build`, e.g. "HNSW32,Flat"; unset = chosen by size'
     )

@@ -45,6 +45,8 @@ OPERATIONS = {
     "GET /v1/items/{item_id}": (60, 40),
     "GET /v1/items/{item_id}/image": (60, 40),
     "POST /v1/admin/reload": (20, 1),
+    "POST /v1/admin/items": (40, 20),
+    "POST /v1/admin/items/delete": (40, 20),
     "GET /healthz": (20, 1),
     "GET /readyz": (20, 1),
 }

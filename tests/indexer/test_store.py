@@ -21,8 +21,9 @@ from tests.helpers import garment_image
 
 
 @pytest.fixture
-def store(built_index: Path) -> IndexStore:
-    opened = IndexStore.open(built_index)
+def store(backend_index: Path) -> IndexStore:
+    """The same small index with its vectors in FAISS and in Milvus Lite: every test using it runs on both."""
+    opened = IndexStore.open(backend_index)
     yield opened
     opened.close()
 
@@ -102,7 +103,7 @@ def test_parts_that_disagree_are_reported(built_index: Path, tmp_path: Path) -> 
 
 
 def test_detected_category_filters_matches_and_unsold_category_gets_none(
-    built_index: Path, tiny_embedder: Embedder
+    backend_index: Path, tiny_embedder: Embedder
 ) -> None:
     class TwoGarments:
         name = "fixed"
@@ -110,7 +111,7 @@ def test_detected_category_filters_matches_and_unsold_category_gets_none(
         def detect(self, image: Image.Image) -> list[Garment]:
             return [Garment((0, 0, 32, 32), "skirt", 0.9), Garment((32, 32, 64, 64), "hat", 0.8)]
 
-    store = IndexStore.open(built_index)
+    store = IndexStore.open(backend_index)
     try:
         searcher = OutfitSearcher(TwoGarments(), tiny_embedder, store, create_extractor(tiny_embedder))
         result = searcher.search(garment_image(3), SearchRequest(top_k=4))
@@ -133,7 +134,7 @@ class _Stub:
 
 
 def test_text_vector_is_blended_when_the_embedder_has_a_text_tower(
-    built_index: Path, tiny_embedder: Embedder
+    backend_index: Path, tiny_embedder: Embedder
 ) -> None:
     class WithText:
         """The tiny embedder, claiming a trained text tower so the searcher blends `text` in."""
@@ -150,7 +151,7 @@ def test_text_vector_is_blended_when_the_embedder_has_a_text_tower(
             self.prompts.extend(texts)
             return tiny_embedder.embed_texts(texts)  # type: ignore[attr-defined]
 
-    store = IndexStore.open(built_index)
+    store = IndexStore.open(backend_index)
     try:
         embedder = WithText()
         searcher = OutfitSearcher(FullFrameDetector(), embedder, store, create_extractor(None))

@@ -30,12 +30,13 @@ def test_size_rule_picks_exact_then_graph_then_compressed() -> None:
     assert choose_factory(10, 256) == "Flat" and choose_factory(FLAT_MAX - 1, 256) == "Flat"
     assert choose_factory(FLAT_MAX, 256) == "HNSW32,Flat" == choose_factory(HNSW_MAX, 256)
     assert choose_factory(HNSW_MAX + 1, 256) == ivf_pq_factory(HNSW_MAX + 1, 256)
-    assert ivf_pq_factory(100_000_000, 256) == "IVF32768,PQ32"  # 4 sqrt(1e8) = 40,000 -> 2^15
-    assert ivf_pq_factory(1_000_000, 48) == "IVF4096,PQ6"
+    assert ivf_pq_factory(100_000_000, 256) == "IVF32768,PQ32,Refine(SQ8)"  # 4 sqrt(1e8) = 40,000 -> 2^15
+    assert ivf_pq_factory(1_000_000, 48) == "IVF4096,PQ6,Refine(SQ8)"
 
 
 @pytest.mark.parametrize(
-    ("factory", "min_recall"), [("Flat", 1.0), ("HNSW32,Flat", 0.9), ("IVF16,Flat", 0.9)]
+    ("factory", "min_recall"),
+    [("Flat", 1.0), ("HNSW32,Flat", 0.9), ("IVF16,Flat", 0.9), ("IVF16,PQ16x4,Refine(SQ8)", 0.9)],
 )
 def test_each_type_finds_what_exact_search_finds(factory: str, min_recall: float) -> None:
     vectors = clustered(3000, 32)
@@ -61,3 +62,15 @@ def test_bad_factory_and_too_few_training_vectors_are_clear_errors() -> None:
         build_vector_index("IVF1024,Flat", clustered(500, 32))
     with pytest.raises(ValueError, match="float32"):
         build_vector_index("Flat", np.zeros((3, 4), dtype=np.float64))
+
+
+def test_a_row_filter_works_for_every_type() -> None:
+    from indexer.vector_index import search_params
+
+    vectors = clustered(3000, 32)
+    allowed = np.arange(0, 3000, 3, dtype=np.int64)
+    for factory in ("Flat", "HNSW32,Flat", "IVF16,Flat", "IVF16,PQ4x4,Refine(SQ8)"):
+        index = build_vector_index(factory, vectors)
+        _, rows = index.search(vectors[:5], 10, params=search_params(index, allowed))
+        assert set(rows.ravel()) <= set(allowed.tolist()), factory
+        assert (rows >= 0).all(), factory
