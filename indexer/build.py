@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import shutil
 import time
@@ -19,7 +20,13 @@ from indexer.feed import BadRow, CatalogItem, read_feed
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, Manifest
 from indexer.metadata import ItemRow, write_metadata
 from indexer.publish import BuildError, build_lock, check_out_dir, new_staging_dir, publish
-from indexer.vector_backend import check_vector_store, choose_index_type, discard_vectors, write_vectors
+from indexer.vector_backend import (
+    check_vector_store,
+    choose_index_type,
+    discard_pruned,
+    discard_vectors,
+    write_vectors,
+)
 from models.attributes.extractor import AttributeExtractor, create_extractor
 from models.attributes.guess import AttributeGuess
 from models.embedder import Embedder
@@ -106,7 +113,12 @@ def build_index(
                 vector_store=options.vector_store,
             )
             manifest = write_build(staging, vectors, rows, manifest, started, milvus_uri=options.milvus_uri)
-            final = publish(staging, out_dir, options.keep_builds)
+            final = publish(
+                staging,
+                out_dir,
+                options.keep_builds,
+                functools.partial(discard_pruned, milvus_uri=options.milvus_uri),
+            )
         except BaseException:
             discard_vectors(staging, options.vector_store, options.milvus_uri)
             shutil.rmtree(staging, ignore_errors=True)

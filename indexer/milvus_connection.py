@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from indexer.publish import fsync_path
 from models.errors import ConfigError, FashionSearchError
 
 log = logging.getLogger(__name__)
@@ -143,17 +144,9 @@ def _reason(exc: Exception) -> str:
 def fsync_tree(path: Path) -> None:
     """Milvus Lite's files are on disk before the build that holds them is published."""
     if path.is_file():
-        _fsync(path)
+        fsync_path(path)
         return
     for root, _, files in os.walk(path):
         for name in files:
-            _fsync(Path(root) / name)
-        _fsync(Path(root))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(Path(root) / name)
+        fsync_path(Path(root))

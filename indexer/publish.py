@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from indexer.manifest import MANIFEST_NAME
@@ -76,15 +76,16 @@ def new_staging_dir(out_dir: Path) -> Path:
     return staging
 
 
-def publish(staging: Path, out_dir: Path, keep: int) -> Path:
-    """Finalise `staging` and point `out_dir` at it atomically. Returns the published build dir."""
+def publish(staging: Path, out_dir: Path, keep: int, on_prune: Callable[[Path], None] | None = None) -> Path:
+    """Finalise `staging` and point `out_dir` at it atomically. Returns the published build dir.
+    `on_prune(build)` runs before an old build's directory is removed (to drop vectors held elsewhere)."""
     if not (staging / MANIFEST_NAME).is_file():
         raise BuildError(f"refusing to publish {staging}: it has no {MANIFEST_NAME}")
     final = staging.with_name(staging.name.removesuffix(PARTIAL_SUFFIX))
     for part in staging.iterdir():  # the data itself is on disk before the link can point at it
         if part.is_file():
-            _fsync_file(part)
-    _fsync_dir(staging)
+            fsync_path(part)
+    fsync_path(staging)
     os.rename(staging, final)
     check_out_dir(out_dir)
     if out_dir.exists() and not out_dir.is_symlink():
@@ -94,12 +95,12 @@ def publish(staging: Path, out_dir: Path, keep: int) -> Path:
         link_tmp.unlink()
     os.symlink(os.path.relpath(final, out_dir.parent), link_tmp)
     os.replace(link_tmp, out_dir)
-    _fsync_dir(out_dir.parent)
-    prune(out_dir, keep)
+    fsync_path(out_dir.parent)
+    prune(out_dir, keep, on_prune)
     return final
 
 
-def prune(out_dir: Path, keep: int) -> None:
+def prune(out_dir: Path, keep: int, on_prune: Callable[[Path], None] | None = None) -> None:
     current = out_dir.resolve()
     builds = sorted(
         (p for p in builds_root(out_dir).iterdir() if p.is_dir() and not p.name.endswith(PARTIAL_SUFFIX)),
@@ -108,15 +109,13 @@ def prune(out_dir: Path, keep: int) -> None:
     for old in builds[: max(0, len(builds) - max(keep, 1))]:
         if old.resolve() != current:
             log.info("pruning old build %s", old)
+            if on_prune is not None:
+                on_prune(old)
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a directory's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -22,6 +22,7 @@ import numpy as np
 
 from indexer.build import BuildOptions, Described
 from indexer.feed import BadRow, CatalogItem
+from indexer.publish import fsync_path
 from models.attributes.guess import AttributeGuess
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def save_shard(path: Path, key: str, result: ShardResult) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -171,11 +172,3 @@ def assemble_shards(shards: list[Shard], results: dict[int, ShardResult], dimens
         chunks.append(vectors)
         bad.extend(shard_bad)
     return described, np.concatenate(chunks).astype(np.float32, copy=False), bad
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

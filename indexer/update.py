@@ -11,6 +11,7 @@ index per change (seconds for 100k items on Flat; a large HNSW is rebuilt), so b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import shutil
 import time
@@ -28,7 +29,7 @@ from indexer.feed import BadRow, CatalogItem, read_feed
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, ItemRow, MetadataReader
 from indexer.publish import BuildError, build_lock, new_staging_dir, publish
-from indexer.vector_backend import discard_vectors
+from indexer.vector_backend import discard_pruned, discard_vectors
 from models.attributes.extractor import AttributeExtractor
 from models.embedder import Embedder
 from models.errors import ModelMismatchError
@@ -136,7 +137,12 @@ def update_index(
                 started,
                 milvus_uri=options.milvus_uri,
             )
-            report.build_dir = publish(staging, out_dir, options.keep_builds)
+            report.build_dir = publish(
+                staging,
+                out_dir,
+                options.keep_builds,
+                functools.partial(discard_pruned, milvus_uri=options.milvus_uri),
+            )
         except BaseException:
             discard_vectors(staging, manifest.vector_store, options.milvus_uri)
             shutil.rmtree(staging, ignore_errors=True)

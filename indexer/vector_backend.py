@@ -29,7 +29,7 @@ from indexer.milvus_backend import MilvusBackend, collection_name
 from indexer.milvus_connection import VectorStoreError
 from indexer.publish import PARTIAL_SUFFIX
 from indexer.vector_index import build_vector_index, choose_factory, read_vector_index, search_params
-from models.errors import ConfigError
+from models.errors import ConfigError, FashionSearchError
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,15 @@ def discard_vectors(build_dir: Path, vector_store: str, milvus_uri: str | None =
         milvus_backend.drop_collection(milvus_uri, collection)
     except (VectorStoreError, ConfigError) as exc:
         log.warning("could not drop Milvus collection %r of %s: %s", collection, build_dir.name, exc)
+
+
+def discard_pruned(build_dir: Path, milvus_uri: str | None) -> None:
+    """`publish`'s on_prune: drop a pruned build's Milvus collection on the server (best effort)."""
+    try:
+        vector_store = Manifest.read(build_dir).vector_store
+    except FashionSearchError:
+        return
+    discard_vectors(build_dir, vector_store, milvus_uri)
 
 
 def build_id(build_dir: Path) -> str:

@@ -278,3 +278,23 @@ def test_row_filter_expressions() -> None:
     assert row_filter(np.arange(1, 9), 10, templated=False) == ("row not in [0,9]", {})
     expression, _ = row_filter(np.arange(0, 50_000, 2), 100_000, templated=False)
     assert expression.startswith("row in [0,2,4,") and expression.count(",") == 24_999
+
+
+def test_pruned_builds_drop_their_server_collections(
+    catalog_feed: Path, tiny_embedder: Embedder, tmp_path: Path
+) -> None:
+    from indexer.milvus_connection import connect
+
+    uri = str(tmp_path / "server.db")  # a Milvus Lite path outside the build stands in for a server
+    options = BuildOptions(
+        progress=False, batch_size=16, vector_store="milvus", milvus_uri=uri, keep_builds=1
+    )
+    first = build_index(catalog_feed, tmp_path / "index", tiny_embedder, options)
+    second = build_index(catalog_feed, tmp_path / "index", tiny_embedder, options)
+    client = connect(uri)
+    try:
+        collections = set(client.list_collections())
+    finally:
+        client.close()
+    assert second.manifest.collection in collections
+    assert first.manifest.collection not in collections and not first.build_dir.exists()
