@@ -107,7 +107,7 @@ def _knobs(index: faiss.Index) -> list[tuple[str, int]]:
     name = type(faiss.downcast_index(index)).__name__
     if "HNSW" in name:
         return [("efSearch", value) for value in (32, 64, 128, 256)]
-    if "IVF" in name:
+    if "IVF" in name or "Refine" in name:  # a refined IVF index is swept through its IVF part
         return [("nprobe", value) for value in (8, 16, 32, 64, 128)]
     return []
 
