@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from indexer.build import BuildOptions
 from indexer.search import OutfitSearcher
 from indexer.update import Mode, update_index
-from service.errors import InvalidRequestError
+from service.errors import InvalidRequestError, redact_paths
 from service.reload import reload_index
 from service.schemas import CatalogChanged, CatalogItemIn
 from service.settings import Settings
@@ -44,7 +44,9 @@ def change_catalogue(
         added=report.added,
         replaced=report.replaced,
         deleted=report.deleted,
-        skipped=[f"{row.item_id or f'item #{row.line}'}: {row.reason}" for row in report.bad_rows],
+        skipped=[
+            redact_paths(f"{row.item_id or f'item #{row.line}'}: {row.reason}") for row in report.bad_rows
+        ],
         missing_ids=report.missing_ids,
     )
 

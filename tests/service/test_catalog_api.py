@@ -64,6 +64,11 @@ def test_added_items_are_searchable_when_the_call_returns(admin: Settings) -> No
         assert client.get("/v1/items/new-301").json()["price"] == 12.5
         assert client.get("/readyz").json()["items"] == 10
 
+        (admin.image_root / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+        broken = {"items": [row("broken", "images/broken.jpg")]}
+        refused = client.post("/v1/admin/items", json=broken, headers=ADMIN).json()
+        assert refused["skipped"][0].startswith("broken: unreadable image <...>/broken.jpg")
+        assert str(admin.image_root) not in str(refused)
         again = client.post("/v1/admin/items", json={"items": items[:1]}, headers=ADMIN).json()
         assert not again["changed"] and "use upsert" in again["skipped"][0]
         upsert = {"items": [row("new-301", "images/new-301.jpg", price=9.0)], "mode": "upsert"}
