@@ -54,7 +54,7 @@ DETECTOR_KINDS = ("garment-parser", FullFrameDetector.name)
 
 
 def create_detector(
-    kind: str, weights: Path | None = None, threads: int = 0, min_score: float = 0.0
+    kind: str, weights: Path | None = None, threads: int = 0, min_score: float = 0.0, flip: bool = True
 ) -> GarmentDetector:
     """ "garment-parser": the shipped street-photo parser (full frame when it finds nothing);
     "full-frame": one garment = the whole image."""
@@ -63,6 +63,6 @@ def create_detector(
     if kind == "garment-parser":
         from models.parser.detector import ParserDetector
 
-        parser = ParserDetector(weights or SHIPPED_PARSER, threads=threads, min_score=min_score)
+        parser = ParserDetector(weights or SHIPPED_PARSER, threads=threads, min_score=min_score, flip=flip)
         return FallbackDetector(parser, FullFrameDetector())
     raise ValueError(f"unknown detector {kind!r}; available: {', '.join(DETECTOR_KINDS)}")

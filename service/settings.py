@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     detector_min_score: float = Field(
         0.45, ge=0, le=1, description="drop parser garments whose mean class probability is lower"
     )
+    detector_flip: bool = Field(
+        True,
+        description="average the parser over the photo and its mirror (see README for the cost and gain)",
+    )
     ranking: RankingSettings = RankingSettings()
     candidate_pool: int = Field(
         100, ge=1, le=10_000, description="vector-search candidates per garment before attribute re-ranking"
@@ -207,5 +211,9 @@ class Settings(BaseSettings):
 
     def build_detector(self) -> GarmentDetector:
         return create_detector(
-            self.detector, self.detector_weights, self.detector_threads, self.detector_min_score
+            self.detector,
+            self.detector_weights,
+            self.detector_threads,
+            self.detector_min_score,
+            self.detector_flip,
         )

@@ -16,3 +16,12 @@ def test_unknown_detector_is_a_clear_error() -> None:
     assert create_detector("full-frame").name == "full-frame"
     with pytest.raises(ValueError, match="unknown detector 'yolo'"):
         create_detector("yolo")
+
+
+def test_parser_flip_is_a_setting() -> None:
+    from models.detector import FallbackDetector, create_detector
+
+    flipped = create_detector("garment-parser")
+    single = create_detector("garment-parser", flip=False)
+    assert isinstance(flipped, FallbackDetector) and isinstance(single, FallbackDetector)
+    assert flipped.primary.flip is True and single.primary.flip is False  # type: ignore[attr-defined]
