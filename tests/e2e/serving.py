@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from models.openclip_loader import save_checkpoint
-from tests.helpers import TINY_CONFIG, TINY_MODEL
+from tests.helpers import TINY_CONFIG, TINY_MODEL, garment_image
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,3 +145,28 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(interval_s)
+
+
+def write_slow_catalog(directory: Path, n_items: int) -> Path:
+    """n_items rows over a few large photos, without attributes (so colour is predicted per item): a build
+    that takes seconds even with the tiny model."""
+    (directory / "images").mkdir(parents=True)
+    photos = []
+    for seed in range(8):
+        photos.append(f"images/photo-{seed}.jpg")
+        garment_image(seed, size=512).save(directory / photos[-1], quality=90)
+    rows = [
+        json.dumps(
+            {
+                "id": f"big-{index:04d}",
+                "image": photos[index % len(photos)],
+                "title": f"Garment {index}",
+                "category": "top",
+                "url": f"https://shop.example/p/big-{index}",
+            }
+        )
+        for index in range(n_items)
+    ]
+    feed = directory / "catalog.jsonl"
+    feed.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return feed

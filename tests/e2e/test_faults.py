@@ -30,6 +30,7 @@ from tests.e2e.serving import (
     start_server,
     tiny_model_env,
     wait_until,
+    write_slow_catalog,
 )
 from tests.helpers import garment_image, jpeg_bytes, write_catalog
 
@@ -129,31 +130,6 @@ def test_shutdown_timeout_bounds_a_request_that_never_finishes(index: Path, env:
     assert not cut.startswith(b"HTTP/1.1 200"), cut[:200]
 
 
-def _write_slow_catalog(directory: Path, n_items: int) -> Path:
-    """n_items rows over a few large photos, without attributes (so colour is predicted per item): a build
-    that takes seconds even with the tiny model."""
-    (directory / "images").mkdir(parents=True)
-    photos = []
-    for seed in range(8):
-        photos.append(f"images/photo-{seed}.jpg")
-        garment_image(seed, size=512).save(directory / photos[-1], quality=90)
-    rows = [
-        json.dumps(
-            {
-                "id": f"big-{index:04d}",
-                "image": photos[index % len(photos)],
-                "title": f"Garment {index}",
-                "category": "top",
-                "url": f"https://shop.example/p/big-{index}",
-            }
-        )
-        for index in range(n_items)
-    ]
-    feed = directory / "catalog.jsonl"
-    feed.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return feed
-
-
 def test_kill_9_during_build_leaves_the_published_index_serving(tmp_path: Path, env: dict[str, str]) -> None:
     out = tmp_path / "index"
     small = write_catalog(tmp_path / "small", 24)
@@ -164,7 +140,7 @@ def test_kill_9_during_build_leaves_the_published_index_serving(tmp_path: Path, 
         "index",
         "build",
         "--catalog",
-        str(_write_slow_catalog(tmp_path / "big", 400)),
+        str(write_slow_catalog(tmp_path / "big", 400)),
         "--out",
         str(out),
     ]

@@ -17,8 +17,7 @@ import pytest
 
 from indexer.manifest import RAW_VECTORS_NAME, VECTORS_NAME
 from indexer.publish import PARTIAL_SUFFIX, builds_root
-from tests.e2e.serving import ROOT, cli, running_server, tiny_model_env, wait_until
-from tests.e2e.test_faults import _write_slow_catalog
+from tests.e2e.serving import ROOT, cli, running_server, tiny_model_env, wait_until, write_slow_catalog
 from tests.helpers import garment_image, jpeg_bytes, write_catalog
 
 pytestmark = pytest.mark.slow
@@ -50,7 +49,7 @@ def test_kill_9_during_index_add_keeps_every_acknowledged_change(tmp_path: Path,
     assert deleted.returncode == 0 and "1 deleted" in deleted.stdout, deleted.stderr  # acknowledged
     published = out.resolve()
     adder = subprocess.Popen(
-        [sys.executable, "-m", "scripts.cli", "index", "add", str(_write_slow_catalog(tmp_path / "big", 400)),
+        [sys.executable, "-m", "scripts.cli", "index", "add", str(write_slow_catalog(tmp_path / "big", 400)),
          "--index", str(out), "--batch-size", "8"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
