@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -82,51 +83,68 @@ def build_index(
     check_out_dir(out_dir)
     feed = read_feed(feed_path)
     _fail_if_strict(options, feed.bad_rows)
-    with build_lock(out_dir):
-        staging = new_staging_dir(out_dir)
-        try:
-            if describe is None:
-                described, vectors, batch_bad = describe_items(feed.items, embedder, extractor, options)
-            else:
-                described, vectors, batch_bad = describe(feed.items)
-            bad = list(feed.bad_rows) + batch_bad
-            _fail_if_strict(options, batch_bad)
-            if not described:
-                raise BuildError(f"no valid items in {feed_path} ({len(bad)} bad rows): nothing to index")
-            rows = [ItemRow(row, *entry) for row, entry in enumerate(described)]
-            factory = options.index_factory or choose_index_type(
-                options.vector_store, len(rows), embedder.dimension
-            )
-            manifest = Manifest(
-                model_name=embedder.name,
-                dimension=embedder.dimension,
-                metric="inner_product",
-                count=len(rows),
-                index_type=factory,
-                feed_sha256=feed.sha256,
-                feed_path=str(feed_path.resolve()),
-                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                skipped_rows=len(bad),
-                build_seconds=0.0,
-                detector="full-frame",
-                predicted_attributes=extractor.predicted_groups,
-                vector_store=options.vector_store,
-            )
-            manifest = write_build(staging, vectors, rows, manifest, started, milvus_uri=options.milvus_uri)
-            final = publish(
-                staging,
-                out_dir,
-                options.keep_builds,
-                functools.partial(discard_pruned, milvus_uri=options.milvus_uri),
-            )
-        except BaseException:
-            discard_vectors(staging, options.vector_store, options.milvus_uri)
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+    with build_lock(out_dir), staged_build(out_dir, options.vector_store, options.milvus_uri) as staging:
+        if describe is None:
+            described, vectors, batch_bad = describe_items(feed.items, embedder, extractor, options)
+        else:
+            described, vectors, batch_bad = describe(feed.items)
+        bad = list(feed.bad_rows) + batch_bad
+        _fail_if_strict(options, batch_bad)
+        if not described:
+            raise BuildError(f"no valid items in {feed_path} ({len(bad)} bad rows): nothing to index")
+        rows = [ItemRow(row, *entry) for row, entry in enumerate(described)]
+        factory = options.index_factory or choose_index_type(
+            options.vector_store, len(rows), embedder.dimension
+        )
+        manifest = Manifest(
+            model_name=embedder.name,
+            dimension=embedder.dimension,
+            metric="inner_product",
+            count=len(rows),
+            index_type=factory,
+            feed_sha256=feed.sha256,
+            feed_path=str(feed_path.resolve()),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            skipped_rows=len(bad),
+            build_seconds=0.0,
+            detector="full-frame",
+            predicted_attributes=extractor.predicted_groups,
+            vector_store=options.vector_store,
+        )
+        manifest, final = write_and_publish(staging, out_dir, vectors, rows, manifest, started, options)
     bad.sort(key=lambda row: row.line)
     for row in bad:
         log.warning("skipped %s", row)
     return BuildReport(out_dir=out_dir, build_dir=final, manifest=manifest, bad_rows=bad)
+
+
+@contextlib.contextmanager
+def staged_build(out_dir: Path, vector_store: str, milvus_uri: str | None) -> Iterator[Path]:
+    """A fresh staging directory for a build of `out_dir` (the caller holds its lock). On any failure the
+    directory goes, and so does a Milvus collection written for it; the published index is untouched."""
+    staging = new_staging_dir(out_dir)
+    try:
+        yield staging
+    except BaseException:
+        discard_vectors(staging, vector_store, milvus_uri)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_and_publish(
+    staging: Path,
+    out_dir: Path,
+    vectors: np.ndarray,
+    rows: list[ItemRow],
+    manifest: Manifest,
+    started: float,
+    options: BuildOptions,
+) -> tuple[Manifest, Path]:
+    """Write the build, publish it, prune old builds (dropping their server collections): the sealed
+    manifest and the published build directory."""
+    sealed = write_build(staging, vectors, rows, manifest, started, milvus_uri=options.milvus_uri)
+    prune_vectors = functools.partial(discard_pruned, milvus_uri=options.milvus_uri)
+    return sealed, publish(staging, out_dir, options.keep_builds, prune_vectors)
 
 
 def write_build(
@@ -141,9 +159,8 @@ def write_build(
     """Write one complete build into `staging`: raw vectors (the source of truth for updates and for
     re-indexing into another type), the searchable vectors in `manifest.vector_store` with its `index_type`
     (FAISS: vectors.faiss; Milvus: a new collection named from the build id, at `milvus_uri` or else in
-    Milvus Lite inside `staging`), the items, then the sealed manifest (checksums, written last). On failure
-    a Milvus collection it created is dropped again; after it returns, a caller whose publish fails calls
-    `discard_vectors(staging, manifest.vector_store, milvus_uri)`."""
+    Milvus Lite inside `staging`), the items, then the sealed manifest (checksums, written last). Run it
+    inside `staged_build`, which removes what it wrote if anything fails."""
     if vectors.shape != (len(rows), manifest.dimension) or vectors.dtype != np.float32:
         raise BuildError(
             f"{len(rows)} items but vectors {vectors.dtype} {vectors.shape}; "
@@ -152,13 +169,9 @@ def write_build(
     with (staging / RAW_VECTORS_NAME).open("wb") as handle:
         np.save(handle, np.ascontiguousarray(vectors), allow_pickle=False)
     manifest = write_vectors(staging, vectors, manifest, milvus_uri)
-    try:
-        write_metadata(staging / METADATA_NAME, rows)
-        elapsed = round(time.perf_counter() - started, 3)
-        return dataclasses.replace(manifest, build_seconds=elapsed).write(staging)
-    except BaseException:
-        discard_vectors(staging, manifest.vector_store, milvus_uri)
-        raise
+    write_metadata(staging / METADATA_NAME, rows)
+    elapsed = round(time.perf_counter() - started, 3)
+    return dataclasses.replace(manifest, build_seconds=elapsed).write(staging)
 
 
 def describe_items(

@@ -11,9 +11,7 @@ index per change (seconds for 100k items on Flat; a large HNSW is rebuilt), so b
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,12 +22,11 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from indexer.build import BuildOptions, describe_items, write_build
+from indexer.build import BuildOptions, describe_items, staged_build, write_and_publish
 from indexer.feed import BadRow, CatalogItem, read_feed
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, ItemRow, MetadataReader
-from indexer.publish import BuildError, build_lock, new_staging_dir, publish
-from indexer.vector_backend import discard_pruned, discard_vectors
+from indexer.publish import BuildError, build_lock
 from models.attributes.extractor import AttributeExtractor
 from models.embedder import Embedder
 from models.errors import ModelMismatchError
@@ -121,32 +118,17 @@ def update_index(
                 for row, record in enumerate(kept)]  # fmt: skip
         rows += [ItemRow(len(rows) + offset, *entry) for offset, entry in enumerate(described)]
         merged = np.concatenate([vectors[[record.row for record in kept]], new_vectors]).astype(np.float32)
-        staging = new_staging_dir(out_dir)
-        try:
-            sealed = write_build(
-                staging,
-                merged,
-                rows,
-                dataclasses.replace(
-                    manifest,
-                    count=len(rows),
-                    created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                    skipped_rows=len(bad),
-                    checksums={},
-                ),
-                started,
-                milvus_uri=options.milvus_uri,
+        with staged_build(out_dir, manifest.vector_store, options.milvus_uri) as staging:
+            changed = dataclasses.replace(
+                manifest,
+                count=len(rows),
+                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                skipped_rows=len(bad),
+                checksums={},
             )
-            report.build_dir = publish(
-                staging,
-                out_dir,
-                options.keep_builds,
-                functools.partial(discard_pruned, milvus_uri=options.milvus_uri),
+            sealed, report.build_dir = write_and_publish(
+                staging, out_dir, merged, rows, changed, started, options
             )
-        except BaseException:
-            discard_vectors(staging, manifest.vector_store, options.milvus_uri)
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     report.count = sealed.count
     report.seconds = round(time.perf_counter() - started, 3)
     log.info("updated %s -> %s: %s", out_dir, report.build_dir.name, report.summary())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import update as update_module
+from indexer import build as build_module
 from indexer.build import BuildOptions, build_index
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, Manifest
 from indexer.metadata import ItemRecord, MetadataReader
@@ -144,7 +144,7 @@ def test_a_crash_while_writing_leaves_the_old_build_and_the_next_change_works(
     def crash(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(update_module, "publish", crash)
+    monkeypatch.setattr(build_module, "publish", crash)
     with pytest.raises(RuntimeError, match="disk on fire"):
         update(index, tiny_embedder, feed_path=feed_of(tmp_path / "a", [("a-1", 201)]))
     assert index.resolve() == build
