@@ -54,15 +54,22 @@ DETECTOR_KINDS = ("garment-parser", FullFrameDetector.name)
 
 
 def create_detector(
-    kind: str, weights: Path | None = None, threads: int = 0, min_score: float = 0.0, flip: bool = True
+    kind: str,
+    weights: Path | None = None,
+    threads: int = 0,
+    min_score: float = 0.0,
+    flip: bool = True,
+    runtime: str = "torch",
 ) -> GarmentDetector:
-    """ "garment-parser": the shipped street-photo parser (full frame when it finds nothing);
-    "full-frame": one garment = the whole image."""
+    """ "garment-parser": the shipped street-photo parser (full frame when it finds nothing), run by
+    `runtime` ("torch" or "onnx"); "full-frame": one garment = the whole image."""
     if kind == FullFrameDetector.name:
         return FullFrameDetector()
     if kind == "garment-parser":
         from models.parser.detector import ParserDetector
 
-        parser = ParserDetector(weights or SHIPPED_PARSER, threads=threads, min_score=min_score, flip=flip)
+        parser = ParserDetector(
+            weights or SHIPPED_PARSER, threads=threads, min_score=min_score, flip=flip, runtime=runtime
+        )
         return FallbackDetector(parser, FullFrameDetector())
     raise ValueError(f"unknown detector {kind!r}; available: {', '.join(DETECTOR_KINDS)}")

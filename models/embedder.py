@@ -112,5 +112,5 @@ def create_embedder(spec: EmbedderSpec) -> Embedder:
         from models.fashion_net import FashionNetEmbedder
 
         weights = Path(spec.pretrained) if spec.pretrained else SHIPPED_EMBEDDER
-        return FashionNetEmbedder(weights, spec.device, spec.threads, spec.batch_size)
+        return FashionNetEmbedder(weights, spec.device, spec.threads, spec.batch_size, spec.runtime)
     return OpenClipEmbedder(spec)

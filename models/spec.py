@@ -37,6 +37,7 @@ class EmbedderSpec:
     allow_download: bool = False
     cache_dir: str | None = None
     seed: int = 0
+    runtime: str = "torch"  # fashion-net only: "torch" or "onnx" (ONNX Runtime); open_clip runs on torch
 
     def __post_init__(self) -> None:
         if self.kind not in EMBEDDER_KINDS:
@@ -47,6 +48,8 @@ class EmbedderSpec:
             raise ConfigError(f"embedder batch_size must be >= 1, got {self.batch_size}")
         if self.threads < 0:
             raise ConfigError(f"embedder threads must be >= 0 (0 = torch default), got {self.threads}")
+        if self.runtime not in ("torch", "onnx"):
+            raise ConfigError(f"embedder runtime must be torch or onnx, got {self.runtime!r}")
         if not self.device.startswith(("cpu", "cuda", "mps")):
             raise ConfigError(f"embedder device must be cpu, cuda[:N] or mps, got {self.device!r}")
 

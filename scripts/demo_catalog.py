@@ -246,6 +246,11 @@ class _Figure:
         draw.ellipse((cx - 0.36 * u, top + 0.18 * u, cx + 0.36 * u, top + 1.05 * u), fill=skin)
 
 
+def street_scene(index: int, seed: int = 0) -> Image.Image:
+    """One generated street scene (outfit ``index % 4``), for tests and benchmarks."""
+    return _scene(index, random.Random(seed))[0]
+
+
 def _scene(index: int, rng: random.Random) -> tuple[Image.Image, list[dict[str, Any]]]:
     """A figure on a street wearing outfit ``index % 4``; ground truth boxes cover the visible pixels."""
     image, _ = _street(rng)

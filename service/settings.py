@@ -39,6 +39,9 @@ class EmbedderSettings(BaseModel):
     batch_size: int = Field(32, ge=1, le=1024)
     allow_download: bool = Field(False, description="allow fetching weights from the hub (off: offline)")
     cache_dir: str | None = None
+    runtime: Literal["torch", "onnx"] = Field(
+        "torch", description="fashion-net inference: torch, or onnx (ONNX Runtime, exported at load)"
+    )
 
     def to_spec(self) -> EmbedderSpec:
         return EmbedderSpec(**self.model_dump())
@@ -120,6 +123,9 @@ class Settings(BaseSettings):
     detector_flip: bool = Field(
         True,
         description="average the parser over the photo and its mirror (see README for the cost and gain)",
+    )
+    detector_runtime: Literal["torch", "onnx"] = Field(
+        "torch", description="parser inference: torch, or onnx (ONNX Runtime, exported at load)"
     )
     ranking: RankingSettings = RankingSettings()
     candidate_pool: int = Field(
@@ -216,4 +222,5 @@ class Settings(BaseSettings):
             self.detector_threads,
             self.detector_min_score,
             self.detector_flip,
+            self.detector_runtime,
         )

