@@ -1,0 +1,308 @@
+// The shopper page: photo -> garment boxes -> matches; filters and a text refinement re-run the search
+// with the same photo; "Ask an assistant" opens a co-viewing session (pushed products and chat).
+import { ApiError, api, chat, el, garmentName, messenger, readEvents, renderCard, renderPhoto } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const show = messenger($("status"), $("error"), () => state.file && runSearch());
+const SESSION_STORAGE = "fashion.session";
+
+const state = {
+  file: null, // the photo being searched (a File)
+  photoUrl: null, // its object URL for display
+  search: null, // the last search response
+  selected: null, // garment index
+  session: null, // {session_id, assist_url}
+  stream: null, // AbortController of the session's event stream
+  pushed: new Map(), // item_id -> push
+  noticeTarget: null, // where the banner's "Show" goes
+};
+
+const sessionPath = () => state.session && `/v1/sessions/${encodeURIComponent(state.session.session_id)}`;
+const addMessage = chat($("chat"), { sender: "shopper", partner: "assistant", heading: "h3", sessionPath, show });
+
+// --- search ---------------------------------------------------------------------------------------
+
+function filters() {
+  const result = {};
+  const min = $("price-min").value;
+  const max = $("price-max").value;
+  if (min !== "") result.price_min = Number(min);
+  if (max !== "") result.price_max = Number(max);
+  if ($("in-stock").checked) result.in_stock = true;
+  return result;
+}
+
+async function runSearch() {
+  if (!state.file) return;
+  const form = new FormData();
+  form.append("image", state.file, state.file.name || "photo.jpg");
+  const text = $("refine-text").value.trim();
+  if (text) form.append("text", text);
+  const chosen = filters();
+  if (Object.keys(chosen).length) form.append("filters", JSON.stringify(chosen));
+  if (state.session) form.append("session_id", state.session.session_id);
+  show.clear();
+  show.status("Looking for garments and similar products…");
+  document.body.setAttribute("aria-busy", "true");
+  try {
+    const search = await api("/v1/search", { method: "POST", form });
+    const samePhoto = state.search && state.search.photo === state.file;
+    state.search = { ...search, photo: state.file };
+    if (!samePhoto || state.selected >= search.garments.length) state.selected = null;
+    renderSearch();
+    const garment = search.garments[state.selected];
+    if (state.session && garment) postEvent("select_garment", null, garment.category, state.selected);
+  } catch (error) {
+    show.status("");
+    show.error(error);
+    if (error instanceof ApiError && error.code === "session_not_found") endSession();
+  } finally {
+    document.body.removeAttribute("aria-busy");
+  }
+}
+
+function renderSearch() {
+  const { garments } = state.search;
+  $("photo-panel").hidden = false;
+  renderPhoto($("frame"), state.photoUrl, state.search, state.selected, selectGarment);
+  if (!garments.length) {
+    $("photo-hint").textContent = "We found no garments in this photo. Try one where the clothes are clearly visible.";
+    show.status("No garments found.");
+  } else {
+    const names = garments.map((garment) => (garment.category || "garment").replace(/_/g, " "));
+    $("photo-hint").textContent = "Tap a garment to see matching products.";
+    show.status(`Found ${garments.length} garment${garments.length === 1 ? "" : "s"}: ${names.join(", ")}.`);
+  }
+  renderResults();
+}
+
+function selectGarment(index, event) {
+  state.selected = index;
+  renderPhoto($("frame"), state.photoUrl, state.search, state.selected, selectGarment);
+  $("frame").querySelector(`[data-garment="${index}"]`).focus();
+  renderResults();
+  const garment = state.search.garments[index];
+  postEvent("select_garment", null, garment.category, index);
+  if (event && event.detail > 0) scrollTo($("results")); // a tap, not the keyboard: bring the matches up
+}
+
+function renderResults() {
+  const results = $("results");
+  const cards = $("cards");
+  cards.replaceChildren();
+  if (!state.search || state.selected === null) {
+    results.hidden = true;
+    return;
+  }
+  results.hidden = false;
+  const garment = state.search.garments[state.selected];
+  $("results-title").textContent = `Matches for the ${garmentName(state.search.garments, state.selected)}`;
+  const matches = garment.matches;
+  $("results-count").textContent = matches.length
+    ? `${matches.length} product${matches.length === 1 ? "" : "s"}`
+    : "No products match. Try removing a filter or changing the refinement.";
+  for (const match of matches) {
+    const card = productCard(match, garment.category);
+    if (state.pushed.has(match.item_id)) {
+      card.classList.add("pushed");
+      card.prepend(el("p", { class: "badge" }, "Suggested by your assistant"));
+    }
+    cards.append(card);
+  }
+}
+
+function productCard(product, category, note) {
+  return renderCard(product, {
+    note,
+    onOpen: () => postEvent("click", product.item_id, category, state.selected),
+    actions: [
+      {
+        label: "Add to cart",
+        className: "add",
+        onClick: (button) => {
+          postEvent("add_to_cart", product.item_id, category, state.selected);
+          button.textContent = "Added ✓";
+          button.disabled = true;
+          show.status(`Added ${product.title} to your cart.`);
+        },
+      },
+    ],
+  });
+}
+
+// --- shopper signals --------------------------------------------------------------------------------
+
+async function postEvent(type, itemId, category, garment) {
+  const body = { type, item_id: itemId, category, garment, session_id: state.session?.session_id ?? null };
+  try {
+    await api("/v1/events", { method: "POST", json: body, keepalive: true });
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "session_not_found") endSession();
+    else if (error instanceof ApiError && error.status === 401) show.error(error);
+  }
+}
+
+// --- co-viewing session -------------------------------------------------------------------------------
+
+async function askAssistant() {
+  if (state.session) {
+    $("assist-link").focus();
+    return;
+  }
+  show.clear();
+  try {
+    startSession(await api("/v1/sessions", { method: "POST", json: {} }));
+  } catch (error) {
+    show.error(error);
+    return;
+  }
+  show.status("Assistant session started. Share the link below.");
+  $("assist-link").focus();
+  $("assist-link").select();
+  if (state.file) await runSearch(); // so the assistant sees the photo and the chosen garment too
+}
+
+function startSession(session) {
+  state.session = session;
+  sessionStorage.setItem(SESSION_STORAGE, JSON.stringify(session));
+  $("session").hidden = false;
+  $("assist-link").value = new URL(session.assist_url, location.origin).href;
+  $("ask").textContent = "Assistant link";
+  follow(session.session_id);
+}
+
+function endSession(reason = "Your assistant session has ended.") {
+  if (!state.session) return;
+  state.stream?.abort();
+  state.session = null;
+  sessionStorage.removeItem(SESSION_STORAGE);
+  $("session").hidden = true;
+  $("ask").textContent = "Ask an assistant";
+  show.status(reason);
+}
+
+async function follow(sessionId) {
+  let delayMs = 1000;
+  while (state.session && state.session.session_id === sessionId) {
+    const abort = new AbortController();
+    state.stream = abort;
+    try {
+      await readEvents(`${sessionPath()}/stream`, onSessionEvent, abort.signal);
+      if (abort.signal.aborted) return;
+      delayMs = 1000; // the server closed a healthy stream: reconnect
+    } catch (error) {
+      if (error.status === 404) return endSession();
+      if (error.status === 401) return show.error(error);
+      delayMs = Math.min(delayMs * 2, 30000);
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
+function onSessionEvent(name, data) {
+  if (name === "snapshot") {
+    data.messages.forEach(addMessage);
+    data.pushed.forEach(addPush);
+  } else if (name === "message") {
+    if (addMessage(data) && data.sender === "assistant") notify("New message from your assistant.", $("chat"));
+  } else if (name === "push") {
+    if (addPush(data)) notify(`Your assistant suggests ${data.item.title}.`, $("suggestions"));
+  } else if (name === "expired") {
+    endSession();
+  }
+}
+
+/** Show a pushed product (answers false when it is already shown). */
+function addPush(push) {
+  if (state.pushed.has(push.item.item_id) && state.pushed.get(push.item.item_id).id >= push.id) return false;
+  state.pushed.set(push.item.item_id, push);
+  $("suggestions").hidden = false;
+  const list = $("suggested");
+  list.querySelector(`[data-item="${CSS.escape(push.item.item_id)}"]`)?.remove();
+  const card = productCard(push.item, push.item.category, push.note);
+  card.classList.add("pushed");
+  list.prepend(card);
+  renderResults();
+  return true;
+}
+
+function scrollTo(target) {
+  const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
+  target.scrollIntoView({ behavior: still ? "auto" : "smooth", block: "start" });
+}
+
+/** A banner under the page header for news that arrives off-screen; "Show" scrolls to it. */
+function notify(text, target) {
+  const box = target.getBoundingClientRect();
+  if (box.bottom > 0 && box.top < innerHeight) return; // (partly) in view already
+  $("notice-text").textContent = text;
+  $("notice").hidden = false;
+  state.noticeTarget = target;
+}
+
+// The banner goes once the shopper sees what it announced, however they got there.
+const noticeSeen = new IntersectionObserver((entries) => {
+  if (entries.some((entry) => entry.isIntersecting && entry.target === state.noticeTarget)) $("notice").hidden = true;
+});
+noticeSeen.observe($("suggestions"));
+noticeSeen.observe($("chat"));
+
+function showNotice() {
+  $("notice").hidden = true;
+  const target = state.noticeTarget;
+  scrollTo(target);
+  target.querySelector("h3, h2").focus({ preventScroll: true });
+}
+
+async function copyLink() {
+  const link = $("assist-link");
+  try {
+    await navigator.clipboard.writeText(link.value);
+  } catch {
+    link.select();
+    document.execCommand("copy"); // older browsers, or a page not served over https
+  }
+  $("copy-status").textContent = "Link copied.";
+}
+
+// --- wiring -------------------------------------------------------------------------------------------
+
+function choosePhoto(input) {
+  const file = input.files[0];
+  input.value = ""; // choosing the same file again still searches
+  if (!file) return;
+  if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+  state.file = file;
+  state.photoUrl = URL.createObjectURL(file);
+  runSearch();
+}
+
+$("photo-file").addEventListener("change", (event) => choosePhoto(event.target));
+$("photo-camera").addEventListener("change", (event) => choosePhoto(event.target));
+$("refine").addEventListener("submit", (event) => {
+  event.preventDefault();
+  runSearch();
+});
+$("ask").addEventListener("click", askAssistant);
+$("copy-link").addEventListener("click", copyLink);
+if (navigator.share) {
+  $("share-link").hidden = false; // phones: the system share sheet (messaging apps, e-mail)
+  $("share-link").addEventListener("click", () =>
+    navigator.share({ title: "Help me choose", url: $("assist-link").value }).catch(() => {}),
+  );
+}
+$("notice-show").addEventListener("click", showNotice);
+$("frame")
+  .querySelector("img")
+  .addEventListener("error", () => {
+    if (state.photoUrl) show.error("Your browser cannot display this photo, but the garments were still found.");
+  });
+
+const saved = sessionStorage.getItem(SESSION_STORAGE);
+if (saved) {
+  // A reload keeps the session (chat and suggestions) while it lives.
+  const session = JSON.parse(saved);
+  api(`/v1/sessions/${encodeURIComponent(session.session_id)}`)
+    .then(() => startSession(session))
+    .catch(() => sessionStorage.removeItem(SESSION_STORAGE));
+}
