@@ -1,6 +1,7 @@
 """End to end over HTTP at concurrency 1, 2, 4 and 8, against a real `fashion-search serve` on 127.0.0.1,
-for our pipeline (garment parser: every garment) and, in the same run, the naive alternative (whole image,
-one embedding, exact search, no detection). Reports client latency p50/p95, throughput, the server's
+for our pipeline (garment parser: every garment; default settings, ONNX Runtime), the same pipeline on the
+PyTorch runtime, and, in the same run, the naive alternative (whole image, one embedding, exact search, no
+detection). Reports client latency p50/p95, throughput, the server's
 median time per stage (decode, detect, embed, attributes, search, rank) and the ratios asked for in the
 budget: our p50 over the naive p50, and throughput at concurrency 2 over concurrency 1.
 
@@ -35,6 +36,11 @@ from benchmarks.machine import machine_info
 from scripts.demo_catalog import generate_catalog
 
 LEVELS = (1, 2, 4, 8)
+PIPELINES = {  # name -> settings over the defaults
+    "garment-parser": {},
+    "garment-parser-torch": {"FASHION_DETECTOR_RUNTIME": "torch", "FASHION_EMBEDDER__RUNTIME": "torch"},
+    "naive-full-frame": {"FASHION_DETECTOR": "full-frame"},
+}
 STAGES = ("decode", "detect", "embed", "attributes", "search", "rank", "total")
 
 
@@ -106,6 +112,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--requests", type=int, default=40, help="requests per client at each level")
     parser.add_argument("--max-seconds", type=float, default=90, help="time limit per level")
+    parser.add_argument("--pipelines", default=",".join(PIPELINES), help=f"some of {', '.join(PIPELINES)}")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/http_concurrency.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fashion-bench-") as tmp:
@@ -121,19 +128,28 @@ def main() -> None:
         )  # fmt: skip
         if built.returncode != 0:
             raise SystemExit(f"index build failed: {built.stderr[-2000:]}")
-        ours = run_pipeline("garment-parser", root / "index", base_env, photos, args, root)
-        naive_env = {**base_env, "FASHION_DETECTOR": "full-frame"}
-        naive = run_pipeline("naive-full-frame", root / "index", naive_env, photos, args, root)
-    p50 = {r["pipeline"]: r["levels"][0]["latency_ms"]["p50"] for r in (ours, naive)}
-    levels = ours["levels"]
+        results = [
+            run_pipeline(name, root / "index", {**base_env, **PIPELINES[name]}, photos, args, root)
+            for name in args.pipelines.split(",")
+        ]
+    by_name = {r["pipeline"]: r for r in results}
+    p50 = {name: r["levels"][0]["latency_ms"]["p50"] for name, r in by_name.items()}
+    levels = by_name["garment-parser"]["levels"]
     report = {
         "benchmark": "http_concurrency",
         "machine": machine_info(),
         "catalogue_items": args.items,
         "photos": f"{args.scenes} generated street scenes, 3-4 garments each",
-        "results": [ours, naive],
+        "results": results,
         "ratios": {
-            "ours_p50_over_naive_p50_at_c1": round(p50["garment-parser"] / p50["naive-full-frame"], 2),
+            "ours_p50_over_naive_p50_at_c1": round(p50["garment-parser"] / p50["naive-full-frame"], 2)
+            if "naive-full-frame" in p50
+            else None,
+            "torch_runtime_p50_over_ours_p50_at_c1": round(
+                p50["garment-parser-torch"] / p50["garment-parser"], 2
+            )
+            if "garment-parser-torch" in p50
+            else None,
             "throughput_c2_over_c1": round(
                 levels[1]["throughput_per_s"] / levels[0]["throughput_per_s"],
                 2,

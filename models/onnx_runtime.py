@@ -47,8 +47,8 @@ class OnnxModule:
             import onnxruntime
         except ImportError as exc:
             raise ConfigError(
-                "runtime 'onnx' needs onnxruntime and onnx: pip install 'fashion-search[onnx]' "
-                "(or set the runtime to 'torch')"
+                "runtime 'onnx' needs onnxruntime and onnx (project dependencies): pip install onnxruntime "
+                "onnx, or set the runtime to 'torch'"
             ) from exc
         if threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = one per core), got {threads}")
@@ -71,6 +71,8 @@ class OnnxModule:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # No busy-waiting between runs: the service shares its cores with PyTorch, FAISS and other requests.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = onnxruntime.InferenceSession(
             buffer.getvalue(), options, providers=["CPUExecutionProvider"]

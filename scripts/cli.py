@@ -38,6 +38,7 @@ def _settings(**overrides: Any) -> Any:
         _fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", code=2)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(settings.log_level)
+    settings.apply_threads()
     return settings
 
 

@@ -7,7 +7,6 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import faiss
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -28,7 +27,7 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form fields and part headers around the 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        faiss.omp_set_num_threads(settings.faiss_threads)
+        settings.apply_threads()
         store = IndexStore.open(settings.index_dir, settings.milvus_uri)
         stop_watching = threading.Event()
         try:

@@ -35,12 +35,12 @@ class EmbedderSettings(BaseModel):
         f"open_clip: tag, checkpoint file or '{RANDOM_INIT}'",
     )
     device: str = "cpu"
-    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default")
+    threads: int = Field(0, ge=0, description="embedder threads (ONNX Runtime or torch); 0 = its default")
     batch_size: int = Field(32, ge=1, le=1024)
     allow_download: bool = Field(False, description="allow fetching weights from the hub (off: offline)")
     cache_dir: str | None = None
     runtime: Literal["torch", "onnx"] = Field(
-        "torch", description="fashion-net inference: torch, or onnx (ONNX Runtime, exported at load)"
+        "onnx", description="fashion-net inference: onnx (ONNX Runtime, exported at load) or torch"
     )
 
     def to_spec(self) -> EmbedderSpec:
@@ -116,7 +116,9 @@ class Settings(BaseSettings):
         "garment-parser", description="garment-parser: every garment in a street photo; full-frame: one box"
     )
     detector_weights: Path | None = Field(None, description="parser weights file (empty = shipped)")
-    detector_threads: int = Field(0, ge=0, description="torch threads for the parser; 0 = torch default")
+    detector_threads: int = Field(
+        0, ge=0, description="threads for the parser (ONNX Runtime or torch); 0 = the runtime's default"
+    )
     detector_min_score: float = Field(
         0.45, ge=0, le=1, description="drop parser garments whose mean class probability is lower"
     )
@@ -125,7 +127,7 @@ class Settings(BaseSettings):
         description="average the parser over the photo and its mirror (see README for the cost and gain)",
     )
     detector_runtime: Literal["torch", "onnx"] = Field(
-        "torch", description="parser inference: torch, or onnx (ONNX Runtime, exported at load)"
+        "onnx", description="parser inference: onnx (ONNX Runtime, exported at load) or torch"
     )
     ranking: RankingSettings = RankingSettings()
     candidate_pool: int = Field(
@@ -179,7 +181,14 @@ class Settings(BaseSettings):
     reload_poll_s: float = Field(
         2.0, ge=0, description="how often the service checks the index link for a new build; 0 = never"
     )
-    faiss_threads: int = Field(1, ge=1)
+    faiss_threads: int = Field(1, ge=1, description="FAISS OpenMP threads (searches run in parallel)")
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="PyTorch intra-op threads; 0 = automatic: 1 when the parser and the fashion-net "
+        "embedder both run on ONNX Runtime (PyTorch then does only light array work, where its OpenMP "
+        "barriers cost more than they save on a busy machine), else PyTorch's default",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -214,6 +223,18 @@ class Settings(BaseSettings):
         return create_extractor(
             embedder if self.zero_shot else None, zero_shot_min_confidence=self.zero_shot_min_confidence
         )
+
+    def apply_threads(self) -> None:
+        """Set the process-wide PyTorch and FAISS thread counts (see `torch_threads`, `faiss_threads`)."""
+        import faiss
+        import torch
+
+        faiss.omp_set_num_threads(self.faiss_threads)
+        threads = self.torch_threads
+        if threads == 0 and self.detector_runtime == "onnx" and self.embedder.runtime == "onnx":
+            threads = 1
+        if threads:
+            torch.set_num_threads(threads)
 
     def build_detector(self) -> GarmentDetector:
         return create_detector(

@@ -102,7 +102,7 @@ class FashionNetEmbedder:
                 + TRAIN_COMMAND.format(path=weights_path)
                 + "` (see models/weights/fashion-embedder-v1.md) or point the setting at the shipped file"
             )
-        if threads:
+        if threads and runtime == "torch":  # ONNX Runtime takes `threads` for its own pool instead
             torch.set_num_threads(threads)
         metadata = _read_metadata(weights_path)
         dimension, self._input_size, mean, std = _parse_metadata(weights_path, metadata)

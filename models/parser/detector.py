@@ -75,9 +75,9 @@ class ParserDetector:
             raise ValueError(
                 f"threads must be >= 0 and min_area_frac in [0, 1); got {threads}, {min_area_frac}"
             )
-        if threads:
-            torch.set_num_threads(threads)
         self.runtime = check_runtime(runtime)
+        if threads and runtime == "torch":  # ONNX Runtime takes `threads` for its own pool instead
+            torch.set_num_threads(threads)
         self.network, self.config = load_network(Path(weights_path))
         # Batch norms folded into the convolutions (eval mode; same outputs to ~1e-5, ~13% less CPU).
         self._fused = fuse_conv_bn(self.network).to(memory_format=torch.channels_last)
