@@ -1,11 +1,15 @@
 """Who may call what, and how often: admin and storefront keys (constant-time, never logged) and a
 per-key (or per-client-address) token-bucket rate limit. Enforced in a middleware, before any body is read.
 
-- `/v1/admin/...` needs `X-Admin-Key` = `admin_key`; with no admin key configured the admin API is off.
-- `/v1/...` (search, items) needs `X-API-Key` = one of `search_keys` when any are configured.
-- Every `/v1/...` request takes a token from its caller's bucket: the key's when it is valid, else the
-  client address's (so failed key guesses are rate limited too). An empty bucket answers 429 with
-  Retry-After. Health, readiness, metrics and the docs are neither keyed nor limited.
+- `/v1/admin/...` and `/v1/stats` need `X-Admin-Key` = `admin_key`; with no admin key configured the admin
+  API is off.
+- `/v1/...` (search, items, sessions, events) needs `X-API-Key` = one of `search_keys` when any are
+  configured.
+- Every `/v1/...` request takes tokens from its caller's bucket: the key's when it is valid, else the client
+  address's (so failed key guesses are rate limited too). A search takes a whole token, anything else
+  OTHER_COST (a page's thumbnails and events must not use up a shopper's searches) unless its key is wrong.
+  An event stream pays once, when it connects. An empty bucket answers 429 with Retry-After. Health,
+  readiness, metrics, the pages and the docs are neither keyed nor limited.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from pydantic import SecretStr
 from service.errors import error_body
 
 ADMIN_PREFIX = "/v1/admin/"
+ADMIN_PATHS = frozenset({"/v1/stats"})
+SEARCH_PATH = "/v1/search"
+OTHER_COST = 0.2  # tokens; a search (and a request with a wrong key) costs 1
 API_PREFIX = "/v1/"
 ADMIN_HEADER = "x-admin-key"
 API_KEY_HEADER = "x-api-key"
@@ -50,14 +57,15 @@ class RateLimiter:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # caller -> (tokens, at)
         self._lock = threading.Lock()
 
-    def take(self, caller: str) -> float:
-        """Take one token: 0.0 when allowed, else the seconds until the next token."""
+    def take(self, caller: str, cost: float = 1.0) -> float:
+        """Take `cost` tokens: 0.0 when allowed, else the seconds until there are enough."""
         with self._lock:
             now = self._clock()
             tokens, at = self._buckets.pop(caller, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - at) * self.rate_per_s)
-            wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate_per_s
-            self._buckets[caller] = (tokens - 1 if wait == 0 else tokens, now)
+            enough = tokens >= cost - 1e-9  # five 0.2s make a whole token despite float rounding
+            wait = 0.0 if enough else (cost - tokens) / self.rate_per_s
+            self._buckets[caller] = (tokens - cost if enough else tokens, now)
             while len(self._buckets) > self._max_callers:
                 self._buckets.popitem(last=False)
             return wait
@@ -93,12 +101,13 @@ def install_access_control(
         path = request.url.path
         if not path.startswith(API_PREFIX) or request.method == "OPTIONS":
             return await call_next(request)
-        is_admin = path.startswith(ADMIN_PREFIX)
+        is_admin = path.startswith(ADMIN_PREFIX) or path in ADMIN_PATHS
         keys: Sequence[SecretStr] = ([admin_key] if admin_key else []) if is_admin else search_keys
         given = request.headers.get(ADMIN_HEADER if is_admin else API_KEY_HEADER)
         valid = given is not None and key_matches(given, keys)
         if limiter is not None:
-            wait = limiter.take(caller_of(request, given if valid else None))
+            full = path == SEARCH_PATH or (bool(keys) and not valid)
+            wait = limiter.take(caller_of(request, given if valid else None), 1.0 if full else OTHER_COST)
             if wait > 0:
                 return JSONResponse(
                     error_body("rate_limited", f"too many requests; retry in {wait:.1f} s"),
