@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from indexer.store import IndexStore
 from service.access import RateLimiter, install_access_control
+from service.coview import SessionStore
 from service.errors import error_body, install_error_handlers
 from service.limiter import SearchLimiter
 from service.metrics import ServiceMetrics, install_metrics
 from service.reload import watch_index
 from service.routes import router
 from service.settings import Settings
+from service.shop_routes import STATIC_DIR
+from service.shop_routes import router as shop_router
+from service.signals import ShopperSignals
 
 log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form fields and part headers around the image
@@ -30,6 +38,8 @@ def create_app(settings: Settings) -> FastAPI:
         settings.apply_threads()
         store = IndexStore.open(settings.index_dir, settings.milvus_uri)
         stop_watching = threading.Event()
+        # Open event streams end on SIGTERM at once, not after the graceful-shutdown timeout.
+        restore_signals = end_streams_on_stop_signal(app.state.sessions, asyncio.get_running_loop())
         try:
             app.state.searcher = settings.build_searcher(store)
             app.state.limiter = SearchLimiter(
@@ -41,6 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
                 watch_index(app, settings.reload_poll_s, stop_watching)
             yield
         finally:
+            restore_signals()
+            app.state.sessions.close_streams()
             stop_watching.set()
             searcher = getattr(app.state, "searcher", None)
             (searcher.store if searcher is not None else store).close()  # after reloads, the current one
@@ -55,6 +67,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.reload_lock = threading.Lock()
+    app.state.sessions = SessionStore(
+        settings.session_ttl_s, settings.session_max_age_s, settings.max_sessions, settings.stream_ping_s
+    )
+    app.state.signals = ShopperSignals(lambda: app.state.searcher.store.categories)
     # Middleware added later runs earlier: CORS (outermost, answers preflights), metrics (sees every
     # answer), keys and rate limits (before any body is read), body limit, then the error net.
     install_error_handlers(app)
@@ -76,6 +92,9 @@ def create_app(settings: Settings) -> FastAPI:
             max_age=600,
         )
     app.include_router(router)
+    app.include_router(shop_router)
+    # The page's files; check_dir=False: the app starts (and the API serves) without them.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app
 
 
@@ -91,3 +110,29 @@ def install_body_limit(app: FastAPI, limit: int) -> None:
                 status_code=413,
             )
         return await call_next(request)
+
+
+def end_streams_on_stop_signal(store: SessionStore, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Let SIGTERM/SIGINT end the open streams at once, then call the server's own handler.
+
+    uvicorn waits for open responses before it runs the lifespan's shutdown, so an event stream would hold
+    a graceful stop until its timeout. Only where a Python handler is installed (a server's, in the main
+    thread); returns a function that puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def handle(signum: int, frame: Any) -> None:
+        loop.call_soon_threadsafe(store.close_streams)
+        previous[signum](signum, frame)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if callable(signal.getsignal(signum)):
+            previous[signum] = signal.signal(signum, handle)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is handle:
+                signal.signal(signum, handler)
+
+    return restore

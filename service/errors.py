@@ -43,6 +43,28 @@ class ImageNotServedError(FashionSearchError):
     """The item has no image under the configured image root, or image serving is off."""
 
 
+class SessionNotFoundError(FashionSearchError):
+    """No live co-viewing session has that id: never created, or expired (the same answer for both)."""
+
+
+class PhotoNotFoundError(FashionSearchError):
+    """The session has no search photo yet."""
+
+
+class SessionsFullError(FashionSearchError):
+    """The service holds as many co-viewing sessions as it may; `retry_after_s`: until the next expires."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooManyStreamsError(FashionSearchError):
+    """The session already has as many open event streams as it may."""
+
+    retry_after_s = 5
+
+
 # First match wins: keep subclasses above their bases.
 ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageTooLargeError, 413, "image_too_large"),
@@ -53,6 +75,10 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (InvalidRequestError, 422, "invalid_request"),
     (ItemNotFoundError, 404, "item_not_found"),
     (ImageNotServedError, 404, "image_not_found"),
+    (SessionNotFoundError, 404, "session_not_found"),
+    (PhotoNotFoundError, 404, "photo_not_found"),
+    (SessionsFullError, 503, "sessions_full"),
+    (TooManyStreamsError, 429, "too_many_streams"),
     (OverloadedError, 503, "overloaded"),
     (SearchDeadlineError, 503, "deadline_exceeded"),
     (VectorStoreError, 503, "vector_store_unavailable"),
@@ -88,7 +114,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if mapped is None:
             return _unexpected(request, exc)
         status, code = mapped
-        headers = {"Retry-After": "1"} if status == 503 else None
+        retry_after_s = getattr(exc, "retry_after_s", 1)  # seconds; the error may know better than 1
+        headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else None
         return JSONResponse(error_body(code, str(exc)), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -15,6 +15,7 @@ from indexer.search import OutfitSearcher
 from models.errors import ImageTooLargeError
 from models.images import decode_image
 from service.catalog import change_catalogue
+from service.coview import session_photo
 from service.errors import ItemNotFoundError, redact_paths
 from service.files import served_image
 from service.query import search_request
@@ -46,7 +47,7 @@ ERRORS = {
     400: "malformed request (e.g. broken multipart)",
     401: "missing or wrong key",
     403: "admin API off",
-    404: "unknown item, or image not served",
+    404: "unknown item, or image not served, or unknown session",
     409: "index refused; the previous one keeps serving",
     413: "upload or image too large",
     415: "not an image, or an image format we do not decode",
@@ -64,7 +65,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     "/v1/search",
     response_model=SearchResponse,
     dependencies=[STOREFRONT_KEY],
-    responses=errors(400, 401, 413, 415, 422, 429, 503),
+    responses=errors(400, 401, 404, 413, 415, 422, 429, 503),
 )
 def search(
     request: Request,
@@ -86,6 +87,10 @@ def search(
     profile: Annotated[
         str | None, Form(description='JSON: {"brands": [], "colours": [], "price_min", "price_max"}')
     ] = None,
+    session_id: Annotated[
+        str | None,
+        Form(description="a co-viewing session: it gets the photo and results (404 if unknown)"),
+    ] = None,
 ) -> SearchResponse:
     settings: Settings = request.app.state.settings
     deadline = time.monotonic() + settings.request_timeout_s
@@ -95,6 +100,8 @@ def search(
         settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile, attribute_weight
     )
     options = dataclasses.replace(options, deadline=deadline)
+    if session_id:
+        request.app.state.sessions.require(session_id)  # before the search runs
     data = read_limited(image.file, settings.max_upload_bytes)  # the bytes decide the type, not the name
     with request.app.state.limiter.slot(deadline):
         started = time.perf_counter()
@@ -104,7 +111,11 @@ def search(
     timings = {"decode": decode_ms, **result.timings_ms}
     timings["total"] = round((time.perf_counter() - started) * 1000, 2)
     request.app.state.metrics.observe_stages(timings)
-    return search_response(result, picture.size, timings)
+    response = search_response(result, picture.size, timings)
+    request.app.state.signals.record_search(garment.category for garment in response.garments)
+    if session_id:
+        request.app.state.sessions.attach_search(session_id, session_photo(picture), response)
+    return response
 
 
 @router.get(

@@ -165,6 +165,23 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="storefront origins allowed by CORS, a JSON list; empty = none"
     )
+    session_ttl_s: int = Field(
+        1800,
+        ge=1,
+        description="a co-viewing session expires after this long without activity",
+    )
+    session_max_age_s: int = Field(
+        14400, ge=1, description="a co-viewing session expires this long after it was created, however active"
+    )
+    max_sessions: int = Field(
+        1000, ge=1, description="co-viewing sessions held in memory at once; one more is 503 sessions_full"
+    )
+    stream_ping_s: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="how often an idle session event stream sends ': ping' (proxies)",
+    )
     image_root: Path | None = Field(
         None, description="catalogue images served at /v1/images/...; unset = image serving off"
     )

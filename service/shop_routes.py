@@ -1,0 +1,194 @@
+"""The storefront page and its API: the shopper and assistant pages, co-viewing sessions (with a live event
+stream) and shopper signals. Thin like service/routes.py; the state lives in service/coview.py and
+service/signals.py."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.coview import SessionStore
+from service.errors import ItemNotFoundError
+from service.routes import ADMIN_KEY, ERRORS, STOREFRONT_KEY
+from service.schemas import ErrorOut, item_from_record
+from service.shop_schemas import (
+    EventAccepted,
+    EventIn,
+    MessageIn,
+    MessageOut,
+    PushedItem,
+    PushIn,
+    PushOut,
+    SessionCreated,
+    SessionCreateIn,
+    SessionSnapshot,
+    StatsOut,
+)
+
+router = APIRouter()
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The assistant's address holds the session id: never send it on as a Referer (product links leave the site).
+# The pages load nothing from elsewhere and run no inline script; photos are shown from blob: URLs.
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+}
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering either
+SESSION_ERRORS = {
+    404: "unknown or expired session (the same answer for both)",
+    429: "rate limited, or the session has its 8 open streams (Retry-After)",
+    503: "the service holds its limit of sessions (Retry-After)",
+}
+STREAM_DOC = (
+    "Server-sent events: `snapshot` first (data: the session snapshot), then `search`, `activity`, "
+    "`message`, `push`, and `expired` when the session expires (the stream then ends); a `: ping` comment "
+    "when idle."
+)
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"model": ErrorOut, "description": SESSION_ERRORS.get(code, ERRORS[code])} for code in codes
+    }
+
+
+def sessions_of(request: Request) -> SessionStore:
+    store: SessionStore = request.app.state.sessions
+    return store
+
+
+@router.get("/", include_in_schema=False)
+def shopper_page() -> FileResponse:
+    return page("index.html")
+
+
+@router.get("/assist/{session_id}", include_in_schema=False)
+def assistant_page(session_id: str) -> FileResponse:
+    """The same page for any id: the page asks the API, which answers unknown and expired ids alike."""
+    return page("assist.html")
+
+
+def page(name: str) -> FileResponse:
+    path = STATIC_DIR / name
+    if not path.is_file():
+        raise StarletteHTTPException(404, f"the page {name} is not installed")
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+
+@router.post(
+    "/v1/sessions",
+    status_code=201,
+    response_model=SessionCreated,
+    dependencies=[STOREFRONT_KEY],
+    responses=errors(401, 422, 429, 503),
+)
+def create_session(request: Request, body: SessionCreateIn | None = None) -> SessionCreated:
+    """Start a co-viewing session; the assistant joins at `assist_url`."""
+    return sessions_of(request).create()
+
+
+@router.get(
+    "/v1/sessions/{session_id}",
+    response_model=SessionSnapshot,
+    dependencies=[STOREFRONT_KEY],
+    responses=errors(401, 404, 429),
+)
+def get_session(request: Request, session_id: str) -> SessionSnapshot:
+    return sessions_of(request).snapshot(session_id)
+
+
+@router.get(
+    "/v1/sessions/{session_id}/photo",
+    response_class=Response,
+    dependencies=[STOREFRONT_KEY],
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "the last search's photo"},
+        **errors(401, 404, 429),
+    },
+)
+def get_session_photo(request: Request, session_id: str) -> Response:
+    """The last search's photo, upright, at most 640 px on its longest side; 404 before any search."""
+    photo = sessions_of(request).photo(session_id)
+    return Response(photo, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.get(
+    "/v1/sessions/{session_id}/stream",
+    response_class=StreamingResponse,
+    dependencies=[STOREFRONT_KEY],
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": STREAM_DOC},
+        **errors(401, 404, 429),
+    },
+)
+async def stream_session(request: Request, session_id: str) -> StreamingResponse:
+    """The session's events, live. At most 8 open streams per session."""
+    sessions = sessions_of(request)
+    loop = asyncio.get_running_loop()
+    subscriber, first = await run_in_threadpool(sessions.subscribe, session_id, loop)  # renders the snapshot
+    return StreamingResponse(
+        sessions.frames(subscriber, first), media_type="text/event-stream", headers=STREAM_HEADERS
+    )
+
+
+@router.post(
+    "/v1/sessions/{session_id}/messages",
+    status_code=201,
+    response_model=MessageOut,
+    dependencies=[STOREFRONT_KEY],
+    responses=errors(401, 404, 422, 429),
+)
+def post_message(request: Request, session_id: str, body: MessageIn) -> MessageOut:
+    return sessions_of(request).add_message(session_id, body.sender, body.text)
+
+
+@router.post(
+    "/v1/sessions/{session_id}/push",
+    status_code=201,
+    response_model=PushOut,
+    dependencies=[STOREFRONT_KEY],
+    responses=errors(401, 404, 422, 429),
+)
+def push_item(request: Request, session_id: str, body: PushIn) -> PushOut:
+    """Show the shopper a catalogue item ("look at this one"); 404 item_not_found for an unknown id."""
+    sessions = sessions_of(request)
+    sessions.require(session_id)  # an unknown session answers first, whatever the item
+    record = request.app.state.searcher.store.item(body.item_id)
+    if record is None:
+        raise ItemNotFoundError(f"no catalogue item has id {body.item_id!r}")
+    item = PushedItem(**item_from_record(record).model_dump(include=set(PushedItem.model_fields)))
+    return sessions.add_push(session_id, item, body.garment, body.note)
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    response_model=EventAccepted,
+    dependencies=[STOREFRONT_KEY],
+    responses=errors(401, 404, 422, 429),
+)
+def post_event(request: Request, body: EventIn) -> EventAccepted:
+    """A shopper's click, add-to-cart or garment selection; with a session id also its activity."""
+    if body.session_id is not None:
+        sessions_of(request).add_activity(
+            body.session_id, body.type, body.item_id, body.category, body.garment
+        )
+    request.app.state.signals.record_event(body.type, body.category)
+    return EventAccepted(accepted=True)
+
+
+@router.get("/v1/stats", response_model=StatsOut, dependencies=[ADMIN_KEY], responses=errors(401, 403, 429))
+def get_stats(request: Request) -> StatsOut:
+    """Searches, clicks, add-to-cart and click-through by category since the service started. Needs
+    X-Admin-Key."""
+    stats: StatsOut = request.app.state.signals.stats()
+    return stats

@@ -1,0 +1,132 @@
+"""Request and response models of the storefront page's API: co-viewing sessions and shopper signals.
+Field names are a contract with service/static/ (the shopper and assistant pages)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from service.schemas import SearchResponse
+
+Sender = Literal["shopper", "assistant"]
+EventType = Literal["select_garment", "click", "add_to_cart"]
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+GarmentIndex = Annotated[int, Field(ge=0, le=1000, description="index into the search's `garments`")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionCreateIn(_Strict):
+    """No options yet; the body may be `{}` or absent."""
+
+
+class SessionCreated(_Strict):
+    session_id: str = Field(description="unguessable (secrets.token_urlsafe(32)); whoever holds it may join")
+    assist_url: str = Field(description="the assistant's page for this session")
+    expires_at: str = Field(description="ISO-8601 UTC; renewed by activity, up to the session's maximum age")
+    ttl_s: int = Field(description="seconds of inactivity before the session expires")
+
+
+class MessageIn(_Strict):
+    sender: Sender
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class MessageOut(_Strict):
+    id: int
+    sender: Sender
+    text: str
+    at: str = Field(description="ISO-8601 UTC")
+
+
+class ActivityOut(_Strict):
+    type: EventType
+    item_id: str | None
+    category: str | None
+    garment: int | None
+    at: str = Field(description="ISO-8601 UTC")
+
+
+class PushIn(_Strict):
+    item_id: ItemId
+    garment: GarmentIndex | None = None
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+
+
+class PushedItem(_Strict):
+    item_id: str
+    title: str
+    brand: str
+    price: float | None
+    currency: str
+    in_stock: bool
+    category: str
+    url: str
+
+
+class PushOut(_Strict):
+    id: int
+    item: PushedItem
+    garment: int | None
+    note: str | None
+    at: str = Field(description="ISO-8601 UTC")
+
+
+class SessionSnapshot(_Strict):
+    session_id: str
+    expires_at: str = Field(description="ISO-8601 UTC")
+    search: SearchResponse | None = Field(description="the last search attached to the session")
+    photo_url: str | None = Field(description="the last search's photo (JPEG, longest side <= 640 px)")
+    selected: int | None = Field(description="the garment the shopper selected last")
+    messages: list[MessageOut] = Field(description="oldest first; the most recent 100")
+    activity: list[ActivityOut] = Field(description="oldest first; the most recent 200")
+    pushed: list[PushOut] = Field(description="oldest first; the most recent 50")
+
+
+class SearchShared(_Strict):
+    """Data of the stream's `search` event."""
+
+    search: SearchResponse
+    photo_url: str
+
+
+class EventIn(_Strict):
+    type: EventType
+    item_id: ItemId | None = None
+    category: Category | None = None
+    garment: GarmentIndex | None = None
+    session_id: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+    @model_validator(mode="after")
+    def _item_for_clicks(self) -> EventIn:
+        if self.type != "select_garment" and self.item_id is None:
+            raise ValueError(f"a {self.type} event needs an item_id")
+        return self
+
+
+class EventAccepted(_Strict):
+    accepted: bool
+
+
+class CategoryStats(_Strict):
+    searches: int = Field(description="garments of this category searched")
+    clicks: int
+    add_to_cart: int
+    click_through: float = Field(description="clicks / searches; 0 when there were no searches")
+
+
+class StatsTotals(CategoryStats):
+    searches: int = Field(description="search requests")
+    garments: int = Field(description="garments found in them")
+
+
+class StatsOut(_Strict):
+    since: str = Field(description="ISO-8601 UTC: when counting started (the service's start)")
+    totals: StatsTotals
+    by_category: dict[str, CategoryStats] = Field(
+        description='catalogue categories; anything else (and garments without one) under "other"'
+    )
