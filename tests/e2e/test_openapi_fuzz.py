@@ -3,6 +3,10 @@
 Every operation, with valid keys and without them, must answer without a server error (5xx), and no answer
 may name a path of the server's file system. Generation is derandomised, so every run sends the same cases.
 
+Half the generated session ids name a live co-viewing session, except for the event stream's: a live stream
+stays open until its session expires, so the stream is fuzzed with ids that answer at once (404, 401, 429);
+tests/e2e/test_coview_stream.py reads live streams.
+
 The cases come from schemathesis's Python API (`APIOperation.as_strategy` under Hypothesis's `@given`) and
 are sent with `Case.call_and_validate`. `schemathesis.pytest.from_fixture`, the loader for a schema that only
 exists once a fixture has started the server, does not work with pytest 9.2: it renames tests through
@@ -47,6 +51,14 @@ OPERATIONS = {
     "POST /v1/admin/reload": (20, 1),
     "POST /v1/admin/items": (40, 20),
     "POST /v1/admin/items/delete": (40, 20),
+    "POST /v1/sessions": (20, 2),
+    "GET /v1/sessions/{session_id}": (40, 20),
+    "GET /v1/sessions/{session_id}/photo": (40, 20),
+    "GET /v1/sessions/{session_id}/stream": (30, 15),
+    "POST /v1/sessions/{session_id}/messages": (60, 40),
+    "POST /v1/sessions/{session_id}/push": (60, 40),
+    "POST /v1/events": (60, 40),
+    "GET /v1/stats": (20, 1),
     "GET /healthz": (20, 1),
     "GET /readyz": (20, 1),
 }
@@ -145,7 +157,9 @@ def server(index: Path, env: dict[str, str], server_log: Path) -> Iterator[str]:
 def schema(server: str) -> OpenApiSchema:
     """The schema the running server publishes, with generation steered half the time to real data."""
     loaded = schemathesis.openapi.from_url(f"{server}/openapi.json")
-    steer_towards_real_data(loaded)
+    created = httpx.post(f"{server}/v1/sessions", headers=KEYS, timeout=30)
+    assert created.status_code == 201, created.text
+    steer_towards_real_data(loaded, created.json()["session_id"])
     return loaded
 
 
@@ -173,30 +187,39 @@ def tally(record_testsuite_property: Callable[[str, object], None]) -> Iterator[
         record_testsuite_property(f"openapi_fuzz_requests {what}", count)
 
 
-def steer_towards_real_data(schema: OpenApiSchema) -> None:
-    """Random ids never name an item and random bytes never decode, so half the time a case gets a catalogue
-    id, or a real JPEG with the generated options, valid options or valid ones but one: fuzzing then also
-    reaches the code behind them (item lookup, image files, detection, ranking)."""
+def steer_towards_real_data(schema: OpenApiSchema, session_id: str) -> None:
+    """Random ids never name an item or a session and random bytes never decode, so half the time a case gets
+    a catalogue id, a live session's id, or a real JPEG with the generated options, valid options or valid
+    ones but one: fuzzing then also reaches the code behind them (item lookup, image files, sessions,
+    detection, ranking)."""
     ids = [f"item-{n:04d}" for n in range(N_ITEMS)]
     photo = jpeg_bytes(garment_image(3), quality=90)
-    valid = st.fixed_dictionaries({}, optional=VALID_OPTIONS)
+    valid = st.fixed_dictionaries({}, optional={**VALID_OPTIONS, "session_id": st.just(session_id)})
+    real_ids = {"item_id": st.sampled_from(ids), "session_id": st.just(session_id)}
 
     @st.composite
     def one_odd(draw: st.DrawFn) -> dict[str, Any]:
         name = draw(st.sampled_from(sorted(ODD_OPTIONS)))
         return {**draw(valid), name: draw(ODD_OPTIONS[name])}
 
+    def with_real_ids(values: Any) -> st.SearchStrategy[Any]:
+        """`values` as generated, or with its item and session ids (where it has them) real ones."""
+        if not isinstance(values, dict) or not set(values) & set(real_ids):
+            return st.just(values)
+        real = st.fixed_dictionaries({name: real_ids[name] for name in values if name in real_ids})
+        return st.one_of(st.just(values), real.map(lambda found: {**values, **found}))
+
     @schema.hook
     def flatmap_path_parameters(context: HookContext, path_parameters: Any) -> st.SearchStrategy[Any]:
-        if not isinstance(path_parameters, dict) or "item_id" not in path_parameters:
-            return st.just(path_parameters)
-        real = st.sampled_from(ids).map(lambda item_id: {**path_parameters, "item_id": item_id})
-        return st.one_of(st.just(path_parameters), real)
+        operation = context.operation
+        if operation is not None and operation.path.endswith("/stream"):
+            return st.just(path_parameters)  # a live stream would stay open: see the module's docstring
+        return with_real_ids(path_parameters)
 
     @schema.hook
     def flatmap_body(context: HookContext, body: Any) -> st.SearchStrategy[Any]:
         if not (isinstance(body, dict) and "image" in body):
-            return st.just(body)
+            return with_real_ids(body)
         with_photo = st.one_of(st.just(body), valid, one_odd()).map(lambda form: {**form, "image": photo})
         return st.one_of(st.just(body), with_photo)
 
