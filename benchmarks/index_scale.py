@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--dimension", type=int, default=256, help="the shipped embedder's dimension")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument(
-        "--types", default=",".join(DEFAULT_TYPES), help="factory strings; ivf-pq = the size rule's IVF-PQ"
+        "--types", default=";".join(DEFAULT_TYPES), help="';'-separated factory strings, or ivf-pq"
     )
     parser.add_argument("--threads", type=int, default=2, help="FAISS threads for building")
     parser.add_argument("--seed", type=int, default=0)

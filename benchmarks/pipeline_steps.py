@@ -13,7 +13,9 @@ median over passes, so drifting machine load falls on every step alike:
   2 fused_bn      batch norms folded into the convolutions (PyTorch path)
   3 onnx_parser   the garment parser on ONNX Runtime
   4 onnx_both     the fashion embedder on ONNX Runtime too
-  x no_flip       step 4 without the parser's mirror average (a quality trade: see parser_eval)
+  5 torch_1_thread  PyTorch (now only light array work) at 1 thread beside ONNX Runtime: the service's
+                  default (FASHION_TORCH_THREADS=0, automatic)
+  x no_flip       step 5 without the parser's mirror average (a quality trade: see parser_eval)
 Reported per step: median wall ms per stage and in total, and median CPU ms per search (process time:
 the work done, less sensitive to other load on the machine than wall time).
 """
@@ -72,8 +74,17 @@ def unfused(parser: ParserDetector, embedder: FashionNetEmbedder) -> None:
 def configurations(settings: Settings) -> dict[str, Callable[[], tuple[Any, FashionNetEmbedder]]]:
     min_score = settings.detector_min_score
 
-    def make(masks: type[ParserDetector], fused: bool, parser_rt: str, embed_rt: str, flip: bool = True):
+    def make(
+        masks: type[ParserDetector],
+        fused: bool,
+        parser_rt: str,
+        embed_rt: str,
+        flip: bool = True,
+        threads: int = 0,
+    ):
         def build() -> tuple[Any, FashionNetEmbedder]:
+            if threads:  # one step per process, so this sets the step's own process
+                torch.set_num_threads(threads)
             parser = masks(SHIPPED_PARSER, min_score=min_score, flip=flip, runtime=parser_rt)
             embedder = FashionNetEmbedder(SHIPPED_EMBEDDER, runtime=embed_rt)
             if not fused:
@@ -88,7 +99,8 @@ def configurations(settings: Settings) -> dict[str, Callable[[], tuple[Any, Fash
         "2_fused_bn": make(ParserDetector, True, "torch", "torch"),
         "3_onnx_parser": make(ParserDetector, True, "onnx", "torch"),
         "4_onnx_both": make(ParserDetector, True, "onnx", "onnx"),
-        "x_no_flip": make(ParserDetector, True, "onnx", "onnx", flip=False),
+        "5_torch_1_thread": make(ParserDetector, True, "onnx", "onnx", threads=1),
+        "x_no_flip": make(ParserDetector, True, "onnx", "onnx", flip=False, threads=1),
     }
 
 
@@ -127,7 +139,7 @@ def main() -> None:
     report = {
         "benchmark": "pipeline_steps",
         "machine": machine_info(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": f"{torch.get_num_threads()} unless the step sets it",
         "catalogue_items": args.items,
         "photos": f"{args.scenes} generated street scenes (400 x 640)",
         "rounds_per_pass": args.rounds,

@@ -103,10 +103,12 @@ def test_admin_api_needs_the_admin_key_and_is_off_without_one(keyed: Settings, s
 
 
 def test_rate_limit_answers_429_with_retry_after_per_key(keyed: Settings) -> None:
+    image = {"image": ("a.jpg", jpeg_bytes(garment_image(1)), "image/jpeg")}
     with TestClient(create_app(keyed)) as client:
         shop_a = {"X-API-Key": SHOP_KEYS[0]}
-        codes = [client.get("/v1/items/item-0001", headers=shop_a).status_code for _ in range(6)]
-        limited = client.get("/v1/items/item-0001", headers=shop_a)
+        # a search takes a whole token (burst 4); other /v1 requests take 0.2
+        codes = [client.post("/v1/search", files=image, headers=shop_a).status_code for _ in range(6)]
+        limited = client.post("/v1/search", files=image, headers=shop_a)
         other_key = client.get("/v1/items/item-0001", headers={"X-API-Key": SHOP_KEYS[1]})
         health = client.get("/healthz")
         guesses = [
