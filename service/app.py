@@ -74,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Middleware added later runs earlier: CORS (outermost, answers preflights), metrics (sees every
     # answer), keys and rate limits (before any body is read), body limit, then the error net.
     install_error_handlers(app)
-    install_body_limit(app, settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+    install_body_limit(app, settings.max_upload_bytes)
     rate_limiter = (
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         if settings.rate_limit_per_s > 0
@@ -98,17 +98,17 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def install_body_limit(app: FastAPI, limit: int) -> None:
-    """Refuse a declared oversized body before reading it (the route re-checks the actual bytes)."""
+def install_body_limit(app: FastAPI, upload_limit: int) -> None:
+    """Refuse a declared oversized body before reading it (the route re-checks the actual bytes). The body
+    may exceed the upload by the multipart overhead; the message names the upload limit people can act on."""
+    limit = upload_limit + MULTIPART_OVERHEAD_BYTES
 
     @app.middleware("http")
     async def _body_limit(request: Request, call_next):
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            return JSONResponse(
-                error_body("image_too_large", f"the request body is {declared} bytes; the limit is {limit}"),
-                status_code=413,
-            )
+            message = f"the upload is larger than the {upload_limit}-byte limit (body: {declared} bytes)"
+            return JSONResponse(error_body("image_too_large", message), status_code=413)
         return await call_next(request)
 
 

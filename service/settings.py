@@ -35,7 +35,9 @@ class EmbedderSettings(BaseModel):
         f"open_clip: tag, checkpoint file or '{RANDOM_INIT}'",
     )
     device: str = "cpu"
-    threads: int = Field(0, ge=0, description="embedder threads (ONNX Runtime or torch); 0 = its default")
+    threads: int = Field(
+        1, ge=0, description="embedder threads per call (ONNX Runtime or torch); 0 = all cores (see README)"
+    )
     batch_size: int = Field(32, ge=1, le=1024)
     allow_download: bool = Field(False, description="allow fetching weights from the hub (off: offline)")
     cache_dir: str | None = None
@@ -117,7 +119,10 @@ class Settings(BaseSettings):
     )
     detector_weights: Path | None = Field(None, description="parser weights file (empty = shipped)")
     detector_threads: int = Field(
-        0, ge=0, description="threads for the parser (ONNX Runtime or torch); 0 = the runtime's default"
+        1,
+        ge=0,
+        description="parser threads per search (ONNX Runtime or torch): 1 = one core per search, so that "
+        "concurrent searches use the others; 0 = all cores (lower latency alone, less throughput; README)",
     )
     detector_min_score: float = Field(
         0.45, ge=0, le=1, description="drop parser garments whose mean class probability is lower"

@@ -121,6 +121,7 @@ def test_declared_oversized_body_is_refused_before_reading(client: TestClient) -
         "/v1/search", content=b"x" * 10, headers={"content-length": "999999999", "content-type": "image/jpeg"}
     )
     assert response.status_code == 413 and response.json()["code"] == "image_too_large"
+    assert "200000-byte limit" in response.json()["message"]  # the upload limit people can act on
 
 
 def test_overload_gives_503_with_retry_after(client: TestClient) -> None:
