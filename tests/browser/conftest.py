@@ -78,7 +78,7 @@ class Shop:
         return result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     """The service with its default models (garment parser, fashion-net) over 70 generated products."""
     root = tmp_path_factory.mktemp("browser-shop")
@@ -103,13 +103,15 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         yield Shop(base, catalogue.scenes, {"X-Admin-Key": ADMIN_KEY})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Playwright]:
+    # Package scope, not session: the sync driver keeps an asyncio loop running in this thread, which
+    # would break every later test that calls asyncio.run().
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     path = chromium_path()
     assert path is not None  # collection skipped the tests otherwise
