@@ -43,7 +43,7 @@ from indexer.store import IndexStore
 from models.detector import FallbackDetector, FullFrameDetector, Garment
 from models.fashion_net import FashionNetEmbedder
 from models.images import decode_image
-from models.parser.detector import ParserDetector
+from models.parser.detector import ParserDetector, mirrored
 from models.parser.instances import Instance
 from models.spec import SHIPPED_EMBEDDER, SHIPPED_PARSER
 from scripts.demo_catalog import generate_catalog
@@ -67,7 +67,8 @@ class WholePhotoMasks(ParserDetector):
 
 def unfused(parser: ParserDetector, embedder: FashionNetEmbedder) -> None:
     """Undo the batch-norm folding (the PyTorch path before this work)."""
-    parser._fused = parser.network.to(memory_format=torch.channels_last)
+    network = parser.network.to(memory_format=torch.channels_last)
+    parser._logits = (lambda pixels: network(mirrored(pixels))) if parser.flip else network
     embedder._embed = embedder._model.embed
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from indexer.filters import build_filters
 from indexer.ranking import Profile
@@ -14,16 +14,13 @@ from indexer.search import SearchRequest
 from models.attributes.refinement import MAX_TEXT_CHARS
 from models.attributes.taxonomy import Taxonomy
 from service.errors import InvalidRequestError
+from service.schemas import StrictModel
 from service.settings import Settings, check_group_weights
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FiltersIn(_Strict):
+class FiltersIn(StrictModel):
     """`filters` form field, e.g. {"brand": ["acme"], "price_max": 50, "attributes": {"colour": "red"}}."""
 
     category: str | list[str] | None = None
@@ -41,7 +38,7 @@ class FiltersIn(_Strict):
         return self
 
 
-class ProfileIn(_Strict):
+class ProfileIn(StrictModel):
     """`profile` form field: a shopper's preferences, worth at most `ranking.profile_max_boost`."""
 
     brands: list[str] = Field(default_factory=list, max_length=50)

@@ -14,16 +14,16 @@ from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorOut(_Strict):
+class ErrorOut(StrictModel):
     code: str = Field(description="stable machine-readable code, e.g. image_too_large")
     message: str = Field(description="what went wrong, for people; never a server path")
 
 
-class AttributeOut(_Strict):
+class AttributeOut(StrictModel):
     value: str
     confidence: float = Field(
         description="1 for feed values; the model's probability or colour share otherwise"
@@ -32,25 +32,25 @@ class AttributeOut(_Strict):
     alternatives: list[str] = Field(default_factory=list, description="further values (second colour)")
 
 
-class AgreementOut(_Strict):
+class AgreementOut(StrictModel):
     group: str
     value: str = Field(description="the item's value")
     query: str = Field(description="what the garment (or the shopper's text) asked for")
     source: str = Field(description="where the item's value came from: feed or predicted")
 
 
-class ColourOut(_Strict):
+class ColourOut(StrictModel):
     name: str
     fraction: float = Field(description="share of the garment's pixels")
 
 
-class RefinementOut(_Strict):
+class RefinementOut(StrictModel):
     wanted: dict[str, list[str]]
     unwanted: dict[str, list[str]]
     unmatched: list[str] = Field(description="words of `text` that name no attribute value")
 
 
-class Match(_Strict):
+class Match(StrictModel):
     item_id: str
     score: float = Field(
         description="(1 - attribute_weight) * visual_score + attribute_weight * "
@@ -71,7 +71,7 @@ class Match(_Strict):
     attributes: dict[str, AttributeOut]
 
 
-class GarmentOut(_Strict):
+class GarmentOut(StrictModel):
     box: list[int] = Field(min_length=4, max_length=4, description="[x0, y0, x1, y1], upright upload pixels")
     category: str | None
     score: float
@@ -82,13 +82,13 @@ class GarmentOut(_Strict):
     matches: list[Match]
 
 
-class SearchResponse(_Strict):
+class SearchResponse(StrictModel):
     garments: list[GarmentOut]
     image_size: list[int] = Field(description="[width, height] after EXIF orientation")
     timings_ms: dict[str, float]
 
 
-class Item(_Strict):
+class Item(StrictModel):
     item_id: str
     title: str
     category: str
@@ -101,11 +101,11 @@ class Item(_Strict):
     extra_attributes: dict[str, str] = Field(description="feed attributes outside the taxonomy, as given")
 
 
-class Health(_Strict):
+class Health(StrictModel):
     status: str
 
 
-class CatalogItemIn(_Strict):
+class CatalogItemIn(StrictModel):
     """One catalogue row, as in a feed; `image` is a path relative to the service's image root."""
 
     id: str = Field(min_length=1, max_length=256)
@@ -120,16 +120,16 @@ class CatalogItemIn(_Strict):
     attributes: dict[str, str] | None = None
 
 
-class CatalogItemsIn(_Strict):
+class CatalogItemsIn(StrictModel):
     items: list[CatalogItemIn] = Field(min_length=1, max_length=1000, description="at most 1,000 per call")
     mode: Literal["add", "upsert"] = Field("add", description="add: new ids only; upsert: new or replaced")
 
 
-class CatalogDeleteIn(_Strict):
+class CatalogDeleteIn(StrictModel):
     ids: list[str] = Field(min_length=1, max_length=10_000)
 
 
-class CatalogChanged(_Strict):
+class CatalogChanged(StrictModel):
     build: str = Field(description="the build serving now")
     changed: bool
     count: int
@@ -140,14 +140,14 @@ class CatalogChanged(_Strict):
     missing_ids: list[str] = Field(description="ids to delete that the index did not have")
 
 
-class Reloaded(_Strict):
+class Reloaded(StrictModel):
     build: str = Field(description="the build now serving")
     previous_build: str
     items: int
     changed: bool = Field(description="false when the link still pointed at the same build")
 
 
-class Ready(_Strict):
+class Ready(StrictModel):
     status: str
     items: int
     model: str

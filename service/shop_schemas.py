@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from service.schemas import SearchResponse
+from service.schemas import SearchResponse, StrictModel
 
 Sender = Literal["shopper", "assistant"]
 EventType = Literal["select_garment", "click", "add_to_cart"]
@@ -16,34 +16,30 @@ Category = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 GarmentIndex = Annotated[int, Field(ge=0, le=1000, description="index into the search's `garments`")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SessionCreateIn(_Strict):
+class SessionCreateIn(StrictModel):
     """No options yet; the body may be `{}` or absent."""
 
 
-class SessionCreated(_Strict):
+class SessionCreated(StrictModel):
     session_id: str = Field(description="unguessable (secrets.token_urlsafe(32)); whoever holds it may join")
     assist_url: str = Field(description="the assistant's page for this session")
     expires_at: str = Field(description="ISO-8601 UTC; renewed by activity, up to the session's maximum age")
     ttl_s: int = Field(description="seconds of inactivity before the session expires")
 
 
-class MessageIn(_Strict):
+class MessageIn(StrictModel):
     sender: Sender
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
-class MessageOut(_Strict):
+class MessageOut(StrictModel):
     id: int
     sender: Sender
     text: str
     at: str = Field(description="ISO-8601 UTC")
 
 
-class ActivityOut(_Strict):
+class ActivityOut(StrictModel):
     type: EventType
     item_id: str | None
     category: str | None
@@ -51,13 +47,13 @@ class ActivityOut(_Strict):
     at: str = Field(description="ISO-8601 UTC")
 
 
-class PushIn(_Strict):
+class PushIn(StrictModel):
     item_id: ItemId
     garment: GarmentIndex | None = None
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
 
 
-class PushedItem(_Strict):
+class PushedItem(StrictModel):
     item_id: str
     title: str
     brand: str
@@ -68,7 +64,7 @@ class PushedItem(_Strict):
     url: str
 
 
-class PushOut(_Strict):
+class PushOut(StrictModel):
     id: int
     item: PushedItem
     garment: int | None
@@ -76,7 +72,7 @@ class PushOut(_Strict):
     at: str = Field(description="ISO-8601 UTC")
 
 
-class SessionSnapshot(_Strict):
+class SessionSnapshot(StrictModel):
     session_id: str
     expires_at: str = Field(description="ISO-8601 UTC")
     search: SearchResponse | None = Field(description="the last search attached to the session")
@@ -87,14 +83,14 @@ class SessionSnapshot(_Strict):
     pushed: list[PushOut] = Field(description="oldest first; the most recent 50")
 
 
-class SearchShared(_Strict):
+class SearchShared(StrictModel):
     """Data of the stream's `search` event."""
 
     search: SearchResponse
     photo_url: str
 
 
-class EventIn(_Strict):
+class EventIn(StrictModel):
     type: EventType
     item_id: ItemId | None = None
     category: Category | None = None
@@ -108,11 +104,11 @@ class EventIn(_Strict):
         return self
 
 
-class EventAccepted(_Strict):
+class EventAccepted(StrictModel):
     accepted: bool
 
 
-class CategoryStats(_Strict):
+class CategoryStats(StrictModel):
     searches: int = Field(description="garments of this category searched")
     clicks: int
     add_to_cart: int
@@ -124,7 +120,7 @@ class StatsTotals(CategoryStats):
     garments: int = Field(description="garments found in them")
 
 
-class StatsOut(_Strict):
+class StatsOut(StrictModel):
     since: str = Field(description="ISO-8601 UTC: when counting started (the service's start)")
     totals: StatsTotals
     by_category: dict[str, CategoryStats] = Field(

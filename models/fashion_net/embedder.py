@@ -118,9 +118,10 @@ class FashionNetEmbedder:
             ) from exc
         self._model = model.to(device).eval()
         self.runtime = check_runtime(runtime)
-        # Batch norms folded into the convolutions for the PyTorch path; ONNX Runtime folds them itself.
-        self._embed: Any = _Embed(fuse_conv_bn(self._model.trunk), self._model)
-        if runtime == "onnx":
+        self._embed: Any
+        if runtime == "torch":  # batch norms folded into the convolutions; ONNX Runtime folds them itself
+            self._embed = _Embed(fuse_conv_bn(self._model.trunk), self._model)
+        else:
             if device != "cpu":
                 raise ConfigError(f"runtime 'onnx' runs on the CPU; device is {device!r}")
             example = torch.zeros(2, 3, self._input_size, self._input_size)

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from models.openclip_loader import save_checkpoint
-from tests.helpers import TINY_CONFIG, TINY_MODEL, garment_image
+from tests.helpers import TINY_CONFIG, TINY_MODEL, garment_image, write_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +55,14 @@ def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.Com
         text=True,
         timeout=timeout,
     )
+
+
+def built_index(root: Path, n_items: int, env: dict[str, str]) -> Path:
+    """A generated catalogue of `n_items` under `root`, indexed by `fashion-search index build`."""
+    feed = write_catalog(root, n_items)
+    built = cli("index", "build", "--catalog", str(feed), "--out", str(root / "index"), env=env)
+    assert built.returncode == 0, built.stderr
+    return root / "index"
 
 
 class ServerProcess(subprocess.Popen[str]):

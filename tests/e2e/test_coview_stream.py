@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from service.coview import MAX_STREAMS
-from tests.e2e.serving import cli, running_server, start_server, tiny_model_env
-from tests.helpers import garment_image, jpeg_bytes, write_catalog
+from tests.e2e.serving import built_index, running_server, start_server, tiny_model_env
+from tests.helpers import garment_image, jpeg_bytes
 
 pytestmark = pytest.mark.slow
 TIMEOUT = httpx.Timeout(10.0)  # no read waits longer: a missing event fails the test instead of hanging it
@@ -34,11 +34,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
-    root = tmp_path_factory.mktemp("coview")
-    feed = write_catalog(root, 8)
-    built = cli("index", "build", "--catalog", str(feed), "--out", str(root / "index"), env=env)
-    assert built.returncode == 0, built.stderr
-    return root / "index"
+    return built_index(tmp_path_factory.mktemp("coview"), 8, env)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from indexer.manifest import MANIFEST_NAME, METADATA_NAME, VECTORS_NAME
 from indexer.publish import PARTIAL_SUFFIX, builds_root
 from tests.e2e.serving import (
     ROOT,
+    built_index,
     cli,
     connection_refused,
     free_port,
@@ -46,11 +47,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
-    root = tmp_path_factory.mktemp("faults")
-    feed = write_catalog(root, 24)
-    built = cli("index", "build", "--catalog", str(feed), "--out", str(root / "index"), env=env)
-    assert built.returncode == 0, built.stderr
-    return root / "index"
+    return built_index(tmp_path_factory.mktemp("faults"), 24, env)
 
 
 def _port(base: str) -> int:
