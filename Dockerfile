@@ -19,6 +19,7 @@ RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.14.1 torchvision==0.29.1
 COPY pyproject.toml README.md ./
 COPY models ./models
 COPY indexer ./indexer
+COPY search ./search
 COPY service ./service
 COPY scripts ./scripts
 RUN pip install . && useradd --create-home --uid 10001 fashion && mkdir -p /data/index /models \

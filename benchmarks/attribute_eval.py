@@ -8,7 +8,7 @@ CCP photos with a catalogue counterpart, their category taken from the ground tr
 their colour from the box pixels (no mask). Three rankings in one run, all from the shipped embedder:
   visual       exact cosine search over the whole catalogue (what the foundation did)
   category     the same, restricted to the categories compatible with the garment
-  attributes@a category pool re-ranked by indexer.ranking with the service's default settings and
+  attributes@a category pool re-ranked by search.ranking with the service's default settings and
                attribute_weight a (0.3 is the default)
 Metrics over the top 10: category precision (same coarse category) and colour agreement (the item's
 colour equals the query's main colour). Colour agreement uses predicted colours on both sides, so it
@@ -17,7 +17,6 @@ measures consistency with the extractor, not ground truth (the data has no colou
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -25,30 +24,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.arguments import add_held_out_data, argument_parser
 from benchmarks.machine import machine_info
 from indexer.metadata import ItemRecord
-from indexer.ranking import CATEGORY_GROUP, Candidate, rank
 from models.attributes.extractor import AttributeExtractor
 from models.attributes.guess import AttributeGuess
 from models.attributes.taxonomy import load_taxonomy
 from models.fashion_net import FashionNetEmbedder
 from models.fashion_net.data import COARSE_CATEGORY, ccp_samples, clothing_samples, load_image, split_clothing
 from models.spec import SHIPPED_EMBEDDER
-from service.settings import RankingSettings
+from search.ranking import CATEGORY_GROUP, Candidate, RankingConfig, rank
 
 TOP_K = 10
 POOL = 100
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--clothing", type=Path, required=True)
-    parser.add_argument("--ccp", type=Path, required=True)
+    parser = argument_parser(__doc__, "benchmarks/results/attribute_eval.json")
+    add_held_out_data(parser)
     parser.add_argument("--weights", type=Path, default=SHIPPED_EMBEDDER)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/attribute_eval.json"))
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--attribute-weights", default="0.3,0.5", help="comma-separated attribute_weight values to compare"
     )
@@ -58,7 +52,7 @@ def main() -> None:
     taxonomy = load_taxonomy()
     extractor = AttributeExtractor(taxonomy)
     embedder = FashionNetEmbedder(args.weights, threads=args.threads)
-    configs = {alpha: RankingSettings(attribute_weight=alpha).to_config() for alpha in alphas}
+    configs = {alpha: RankingConfig(attribute_weight=alpha) for alpha in alphas}
     config = configs[alphas[0]]
 
     _, heldout = split_clothing(clothing_samples(args.clothing), seed=0)

@@ -15,7 +15,6 @@ with the same input size.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -28,6 +27,7 @@ import open_clip
 import torch
 from PIL import Image
 
+from benchmarks.arguments import add_held_out_data, argument_parser
 from benchmarks.machine import machine_info
 from models.embedder import OpenClipEmbedder
 from models.fashion_net import FashionNetEmbedder
@@ -143,14 +143,9 @@ def evaluate(embedder, catalogue: list[Image.Image], crops: list[Image.Image], l
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--clothing", type=Path, required=True)
-    parser.add_argument("--ccp", type=Path, required=True)
+    parser = argument_parser(__doc__, "benchmarks/results/embedder_eval.json")
+    add_held_out_data(parser)
     parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/embedder_eval.json"))
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

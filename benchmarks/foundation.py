@@ -23,12 +23,12 @@ import httpx
 
 from benchmarks.machine import machine_info
 from indexer.build import BuildOptions, build_index
-from indexer.search import OutfitSearcher, SearchRequest
 from indexer.store import IndexStore
-from models.embedder import create_embedder
 from models.images import decode_image
 from scripts.demo_catalog import generate_catalog
-from service.settings import Settings
+from search.runtime import build_embedder, build_extractor, build_searcher
+from search.searcher import SearchRequest
+from search.settings import Settings
 
 
 def summarise(samples_ms: list[float]) -> dict[str, float]:
@@ -52,21 +52,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         catalog = generate_catalog(root / "catalog", n_items=args.items, n_scenes=4)
-        embedder = create_embedder(settings.embedder.to_spec())
-        extractor = settings.build_extractor(embedder)
+        embedder = build_embedder(settings)
+        extractor = build_extractor(settings, embedder)
         report = build_index(catalog.feed, root / "index", embedder, BuildOptions(progress=False), extractor)
         queries = [*catalog.scenes, *sorted((root / "catalog" / "images").glob("*.jpg"))[:16]]
         payloads = [query.read_bytes() for query in queries]
 
         store = IndexStore.open(root / "index")
-        searcher = OutfitSearcher(
-            settings.build_detector(),
-            embedder,
-            store,
-            extractor,
-            settings.ranking.to_config(),
-            settings.candidate_pool,
-        )
+        searcher = build_searcher(settings, store, embedder)
         stages: dict[str, list[float]] = {}
         for i in range(args.queries):
             started = time.perf_counter()

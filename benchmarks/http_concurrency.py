@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.arguments import argument_parser
 from benchmarks.load_test import percentiles, start_server
 from benchmarks.machine import machine_info
 from scripts.demo_catalog import generate_catalog
@@ -105,15 +106,12 @@ def run_pipeline(name: str, index: Path, env: dict[str, str], photos: list[bytes
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__, "benchmarks/results/http_concurrency.json", threads=None)
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--requests", type=int, default=40, help="requests per client at each level")
     parser.add_argument("--max-seconds", type=float, default=90, help="time limit per level")
     parser.add_argument("--pipelines", default=",".join(PIPELINES), help=f"some of {', '.join(PIPELINES)}")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/http_concurrency.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fashion-bench-") as tmp:
         root = Path(tmp)

@@ -21,7 +21,6 @@ import argparse
 import itertools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 import httpx
 
 from benchmarks.machine import machine_info
+from scripts.demo import free_port, wait_ready
 from scripts.demo_catalog import generate_catalog
 
 HOST = "127.0.0.1"  # loopback only: this script never sends a request anywhere else
@@ -114,29 +114,13 @@ def growth_mb_per_1000(samples: list[tuple[int, float, float]]) -> float | None:
 
 
 def start_server(index: Path, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+    port = free_port(HOST)
     command = [sys.executable, "-m", "scripts.cli", "serve", "--index", str(index), "--host", HOST]
     with log_path.open("wb") as log:
         server = subprocess.Popen([*command, "--port", str(port)], env=env, stdout=log, stderr=log)
     base = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"server exited with {server.returncode}; see {log_path}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return server, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    raise SystemExit(f"server not ready within {READY_TIMEOUT_S} s; see {log_path}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+    wait_ready(base, server, READY_TIMEOUT_S, f"; see {log_path}")
+    return server, base
 
 
 def drive(base: str, pid: int, photos: list[tuple[str, bytes]], load: Load) -> Phase:
@@ -248,7 +232,7 @@ def main() -> None:
     if min(args.concurrency, args.requests, args.overload_concurrency, args.rss_every) < 1:
         parser.error("--concurrency, --requests, --overload-concurrency and --rss-every must be >= 1")
 
-    from service.settings import Settings
+    from search.settings import Settings
 
     machine = machine_info()
     base_env = {

@@ -10,7 +10,7 @@ classes in its ground-truth mask (extract_instances, as benchmarks/parser_eval.p
 categories the catalogue sells; bag, scarf, belt and eyewear have no catalogue counterpart and are left out.
 - ours: the garment parser (min score 0.45, the service default; full frame when it finds nothing), one
   crop per garment embedded in one batch, each searched within the catalogue categories compatible with its
-  detected category (models/attributes/taxonomy.json, as indexer.search.OutfitSearcher), top 10 each. A
+  detected category (models/attributes/taxonomy.json, as search.searcher.OutfitSearcher), top 10 each. A
   garment the catalogue does not sell (a bag) gets no list. The attribute re-ranking is not applied.
 - naive: the whole photo embedded once, searched over the whole catalogue, top 10.
 Metrics (means over photos): coverage@10 = share of a photo's true categories with at least one result of

@@ -11,7 +11,6 @@ box of the same class with IoU >= 0.5 (greedy, highest score first). Latency: wa
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from benchmarks.arguments import argument_parser
 from benchmarks.machine import machine_info
 from models.parser.data import heldout_ids, photo_path, read_class_mask
 from models.parser.detector import ParserDetector
@@ -56,13 +56,9 @@ def match(predicted: Sequence[tuple[float, tuple[int, ...]]], truth: Sequence[tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__, "benchmarks/results/parser_eval.json")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--min-area-frac", type=float, default=0.001)
     parser.add_argument("--min-score", type=float, default=0.0, help="drop instances scoring below this")
     parser.add_argument("--no-flip", action="store_true", help="disable test-time horizontal flip")

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.arguments import argument_parser
 from benchmarks.machine import machine_info
 from indexer.build import BuildOptions, build_index
-from indexer.search import OutfitSearcher, SearchRequest
 from indexer.store import IndexStore
 from models.detector import FallbackDetector, FullFrameDetector, Garment
 from models.fashion_net import FashionNetEmbedder
@@ -47,7 +47,9 @@ from models.parser.detector import ParserDetector, mirrored
 from models.parser.instances import Instance
 from models.spec import SHIPPED_EMBEDDER, SHIPPED_PARSER
 from scripts.demo_catalog import generate_catalog
-from service.settings import Settings
+from search.runtime import build_extractor
+from search.searcher import OutfitSearcher, SearchRequest
+from search.settings import Settings
 
 STAGES = ("decode", "detect", "embed", "attributes", "search", "rank", "total")
 
@@ -106,16 +108,13 @@ def configurations(settings: Settings) -> dict[str, Callable[[], tuple[Any, Fash
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__, "benchmarks/results/pipeline_steps.json", threads=None)
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="passes over the photos per configuration")
     parser.add_argument("--steps", default="", help="comma-separated step names to run (default: all)")
     parser.add_argument("--passes", type=int, default=2, help="times the whole sequence of steps runs")
     parser.add_argument("--one-process", action="store_true", help="run the steps here (internal)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pipeline_steps.json"))
     args = parser.parse_args()
     if args.one_process:
         args.out.write_text(json.dumps(measure(args)) + "\n", encoding="utf-8")
@@ -176,7 +175,13 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         root = Path(tmp)
         catalog = generate_catalog(root / "catalog", n_items=args.items, n_scenes=args.scenes)
         embedder = FashionNetEmbedder(SHIPPED_EMBEDDER)
-        build_index(catalog.feed, root / "index", embedder, BuildOptions(progress=False))
+        build_index(
+            catalog.feed,
+            root / "index",
+            embedder,
+            BuildOptions(progress=False),
+            build_extractor(settings, embedder),
+        )
         store = IndexStore.open(root / "index", None)
         photos = [scene.read_bytes() for scene in catalog.scenes]
         searchers: dict[str, OutfitSearcher] = {}
@@ -186,7 +191,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 continue
             detector, embedder = build()
             searchers[name] = OutfitSearcher(
-                detector, embedder, store, settings.build_extractor(embedder), settings.ranking.to_config()
+                detector, embedder, store, build_extractor(settings, embedder), settings.ranking
             )
         wall: dict[str, dict[str, list[float]]] = {name: {s: [] for s in STAGES} for name in searchers}
         cpu: dict[str, list[float]] = {name: [] for name in searchers}

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from indexer.feed import BadRow, CatalogItem, read_feed
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, Manifest
-from indexer.metadata import ItemRow, write_metadata
+from indexer.metadata import ItemRecord, write_metadata
 from indexer.publish import BuildError, build_lock, check_out_dir, new_staging_dir, publish
 from indexer.vector_backend import (
     check_vector_store,
@@ -28,7 +28,7 @@ from indexer.vector_backend import (
     discard_vectors,
     write_vectors,
 )
-from models.attributes.extractor import AttributeExtractor, create_extractor
+from models.attributes.extractor import AttributeExtractor
 from models.attributes.guess import AttributeGuess
 from models.embedder import Embedder
 from models.errors import FashionSearchError
@@ -69,17 +69,16 @@ def build_index(
     out_dir: Path,
     embedder: Embedder,
     options: BuildOptions,
-    extractor: AttributeExtractor | None = None,
+    extractor: AttributeExtractor,
     describe: Callable[[list[CatalogItem]], tuple[list[Described], np.ndarray, list[BadRow]]] | None = None,
 ) -> BuildReport:
     """Build and atomically publish an index. On any failure the published index is left as it was.
 
     Feed attributes are normalised through the taxonomy (source "feed"); groups the feed leaves out are
-    predicted from the product image (source "predicted", with confidence) by `extractor` (default: colour,
-    plus zero-shot groups when the embedder has a text tower)."""
+    predicted from the product image (source "predicted", with confidence) by `extractor`: build it with
+    the composition root (`search.runtime.build_extractor`), as the service does, so both predict alike."""
     started = time.perf_counter()
     check_vector_store(options.vector_store, options.index_factory)
-    extractor = extractor or create_extractor(embedder)
     check_out_dir(out_dir)
     feed = read_feed(feed_path)
     _fail_if_strict(options, feed.bad_rows)
@@ -92,7 +91,7 @@ def build_index(
         _fail_if_strict(options, batch_bad)
         if not described:
             raise BuildError(f"no valid items in {feed_path} ({len(bad)} bad rows): nothing to index")
-        rows = [ItemRow(row, *entry) for row, entry in enumerate(described)]
+        rows = [ItemRecord.of(row, *entry) for row, entry in enumerate(described)]
         factory = options.index_factory or choose_index_type(
             options.vector_store, len(rows), embedder.dimension
         )
@@ -135,7 +134,7 @@ def write_and_publish(
     staging: Path,
     out_dir: Path,
     vectors: np.ndarray,
-    rows: list[ItemRow],
+    rows: list[ItemRecord],
     manifest: Manifest,
     started: float,
     options: BuildOptions,
@@ -150,7 +149,7 @@ def write_and_publish(
 def write_build(
     staging: Path,
     vectors: np.ndarray,
-    rows: list[ItemRow],
+    rows: list[ItemRecord],
     manifest: Manifest,
     started: float,
     *,

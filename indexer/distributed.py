@@ -47,32 +47,11 @@ from indexer.shards import (
 )
 from models.attributes.extractor import AttributeExtractor
 from models.embedder import Embedder
-from models.spec import EmbedderSpec
 
 log = logging.getLogger(__name__)
 _SHARD_NAME = re.compile(r"shard-(\d{5})\.npz")
 MakeModels = Callable[[], tuple[Embedder, AttributeExtractor]]
 Describe = Callable[[list[CatalogItem]], ShardResult]
-
-
-@dataclass(frozen=True)
-class ModelFactory:
-    """A picklable `make_models`: the settings each worker builds its models from (as the CLI's
-    `settings.build_extractor` does in a single process)."""
-
-    spec: EmbedderSpec
-    zero_shot: bool = True
-    zero_shot_min_confidence: float = 0.4
-
-    def __call__(self) -> tuple[Embedder, AttributeExtractor]:
-        from models.attributes.extractor import create_extractor
-        from models.embedder import create_embedder
-
-        embedder = create_embedder(self.spec)
-        extractor = create_extractor(
-            embedder if self.zero_shot else None, zero_shot_min_confidence=self.zero_shot_min_confidence
-        )
-        return embedder, extractor
 
 
 # Worker side. Ray reuses a worker process for many tasks: each keeps the models it last built, so a worker
@@ -147,11 +126,12 @@ def distributed_describer(
     runtime_env: dict[str, Any] | None = None,
     expected_model: str | None = None,
 ) -> DistributedDescriber:
-    """A `describe` for `build_index` that runs on Ray. `make_models` must be picklable (e.g. a
-    `ModelFactory`); each worker process calls it once and keeps the models. `num_cpus`: CPUs of the
-    local Ray, or at most this many CPUs of a cluster. Resuming reuses shards only under the same split:
-    pass the same `shards`. `expected_model`: the driver's `embedder.name` (what the manifest will record);
-    workers that load another model fail the build before any shard is computed."""
+    """A `describe` for `build_index` that runs on Ray. `make_models` must be picklable (e.g. the
+    composition root's `search.runtime.ModelFactory`); each worker process calls it once and keeps the
+    models. `num_cpus`: CPUs of the local Ray, or at most this many CPUs of a cluster. Resuming reuses
+    shards only under the same split: pass the same `shards`. `expected_model`: the driver's
+    `embedder.name` (what the manifest will record); workers that load another model fail the build
+    before any shard is computed."""
     if shards is not None and shards < 1:
         raise BuildError(f"shards must be >= 1, got {shards}")
     if cpus_per_worker <= 0 or gpus_per_worker < 0:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from models.attributes.taxonomy import load_taxonomy
 from models.errors import FashionSearchError
 from models.files import file_digest
@@ -137,33 +139,79 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
             yield reader.line_num, row
 
 
+# One set of limits for every catalogue row, from a feed file or from the admin API.
+LIMITS = {"id": 256, "image": 4096, "title": 1000, "category": 100, "brand": 200, "currency": 3, "url": 2048}
+
+
+class CatalogRow(BaseModel):
+    """One catalogue row as a feed or the admin API gives it; `image` is a path (relative to the feed's
+    folder, or to the service's image root over HTTP). Validation raises reasons a catalogue manager can act
+    on ("price must be a number, got 'abc'"); the feed reports them per line, the admin API as a 422."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=LIMITS["id"])
+    image: str = Field(min_length=1, max_length=LIMITS["image"])
+    title: str = Field(min_length=1, max_length=LIMITS["title"])
+    category: str = Field(min_length=1, max_length=LIMITS["category"])
+    brand: str = Field("", max_length=LIMITS["brand"])
+    price: float | None = Field(None, ge=0)
+    currency: str = Field("", max_length=LIMITS["currency"], description="ISO 4217 code, e.g. EUR")
+    in_stock: bool = True
+    url: str = Field("", max_length=LIMITS["url"])
+    attributes: dict[str, str] = Field(default_factory=dict, description="group -> value, e.g. colour: red")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clean(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            raise RowError(f"a row must be a JSON object, got {type(raw).__name__}")
+        missing = [name for name in REQUIRED_FIELDS if raw.get(name) in (None, "")]
+        if missing:
+            raise RowError(f"missing required field(s): {', '.join(missing)}")
+        clean: dict[str, Any] = {name: _text(raw, name, LIMITS[name]) for name in REQUIRED_FIELDS}
+        clean["category"] = load_taxonomy().normalise_category(clean["category"])
+        for name in ("brand", "url"):
+            clean[name] = _text(raw, name, LIMITS[name], default="")
+        clean["currency"] = _text(raw, "currency", LIMITS["currency"], default="").upper()
+        clean["price"] = _price(raw.get("price"))
+        clean["in_stock"] = _bool(raw.get("in_stock", True))
+        clean["attributes"] = _attributes(raw.get("attributes", {}))
+        unknown = sorted(set(raw) - set(clean))
+        return {**clean, **{name: raw[name] for name in unknown}}  # extra="forbid" names them
+
+    def to_item(self, base: Path, line: int = 0) -> CatalogItem:
+        """The item, with its image resolved against `base`; RowError when the image file is missing."""
+        image = Path(self.image)
+        image = image if image.is_absolute() else base / image
+        if not image.is_file():
+            raise RowError(f"image file {image} does not exist", self.id)
+        fields = self.model_dump(exclude={"id", "image"})
+        return CatalogItem(item_id=self.id, image=image, line=line, **fields)
+
+
 def parse_row(raw: Any, line: int, base: Path) -> CatalogItem:
-    """Validate one decoded row; raise RowError with a reason a catalogue manager can act on."""
+    """Validate one decoded feed row (unknown fields are ignored); raise RowError with the reason."""
     if isinstance(raw, RowError):
         raise raw
-    if not isinstance(raw, dict):
-        raise RowError(f"a row must be a JSON object, got {type(raw).__name__}")
-    missing = [name for name in REQUIRED_FIELDS if raw.get(name) in (None, "")]
-    if missing:
-        raise RowError(f"missing required field(s): {', '.join(missing)}")
-    item_id = _text(raw, "id", max_len=200)
-    image = Path(_text(raw, "image", max_len=4096))
-    image = image if image.is_absolute() else base / image
-    if not image.is_file():
-        raise RowError(f"image file {image} does not exist")
-    return CatalogItem(
-        item_id=item_id,
-        image=image,
-        title=_text(raw, "title", max_len=500),
-        category=load_taxonomy().normalise_category(_text(raw, "category", max_len=100)),
-        brand=_text(raw, "brand", max_len=200, default=""),
-        price=_price(raw.get("price")),
-        currency=_text(raw, "currency", max_len=3, default="").upper(),
-        in_stock=_bool(raw.get("in_stock", True)),
-        url=_text(raw, "url", max_len=2048, default=""),
-        attributes=_attributes(raw.get("attributes", {})),
-        line=line,
+    known = (
+        {name: value for name, value in raw.items() if name in KNOWN_FIELDS} if isinstance(raw, dict) else raw
     )
+    try:
+        row = CatalogRow.model_validate(known)
+    except ValidationError as exc:
+        raise RowError(row_reason(exc)) from None
+    return row.to_item(base, line)
+
+
+def row_reason(exc: ValidationError) -> str:
+    """The first problem of a row, in the words of the check that found it."""
+    first = exc.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, RowError):
+        return str(cause)
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 def _text(raw: dict[str, Any], key: str, max_len: int, default: str | None = None) -> str:

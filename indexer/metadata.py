@@ -29,14 +29,17 @@ CREATE TABLE items (
 );
 CREATE INDEX items_category ON items(category);
 """
-_COLUMNS = (
-    "row, item_id, title, category, brand, price, currency, in_stock, url, attributes, image, "
-    "extra_attributes"
-)
+# Item fields kept as they are, in their column order; `row`, the JSON columns and `image` are converted.
+ITEM_FIELDS = ("item_id", "title", "category", "brand", "price", "currency", "in_stock", "url")
+_COLUMN_NAMES = ("row", *ITEM_FIELDS, "attributes", "image", "extra_attributes")
+_COLUMNS = ", ".join(_COLUMN_NAMES)
 
 
 @dataclass(frozen=True)
 class ItemRecord:
+    """One indexed item: its catalogue row plus normalised and predicted attributes, at vector-store `row`.
+    The build writes it and the query side reads it back."""
+
     row: int
     item_id: str
     title: str
@@ -50,42 +53,28 @@ class ItemRecord:
     image: str = ""
     extra_attributes: dict[str, str] = field(default_factory=dict)  # feed attributes the taxonomy lacks
 
+    @classmethod
+    def of(
+        cls, row: int, item: CatalogItem, attributes: dict[str, AttributeGuess], extra: dict[str, str]
+    ) -> ItemRecord:
+        shared = {name: getattr(item, name) for name in ITEM_FIELDS}
+        return cls(row=row, image=str(item.image), attributes=attributes, extra_attributes=extra, **shared)
 
-@dataclass(frozen=True)
-class ItemRow:
-    """What the build writes for one item: its feed row plus normalised and predicted attributes."""
-
-    row: int
-    item: CatalogItem
-    attributes: dict[str, AttributeGuess]
-    extra_attributes: dict[str, str]
+    def _values(self) -> tuple:
+        attributes = json.dumps({g: a.to_json() for g, a in self.attributes.items()}, sort_keys=True)
+        shared = tuple(getattr(self, name) for name in ITEM_FIELDS)
+        return (self.row, *shared, attributes, self.image, json.dumps(self.extra_attributes, sort_keys=True))
 
 
-def write_metadata(path: Path, rows: Iterable[ItemRow]) -> int:
+def write_metadata(path: Path, records: Iterable[ItemRecord]) -> int:
     """Create the item table at `path` (which must not exist) and return the number of rows."""
     connection = sqlite3.connect(path)
     try:
         connection.executescript(_SCHEMA)
+        marks = ", ".join("?" * len(_COLUMN_NAMES))
         with connection:
             connection.executemany(
-                f"INSERT INTO items ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (
-                        entry.row,
-                        entry.item.item_id,
-                        entry.item.title,
-                        entry.item.category,
-                        entry.item.brand,
-                        entry.item.price,
-                        entry.item.currency,
-                        int(entry.item.in_stock),
-                        entry.item.url,
-                        json.dumps({g: a.to_json() for g, a in entry.attributes.items()}, sort_keys=True),
-                        str(entry.item.image),
-                        json.dumps(entry.extra_attributes, sort_keys=True),
-                    )
-                    for entry in rows
-                ),
+                f"INSERT INTO items ({_COLUMNS}) VALUES ({marks})", (record._values() for record in records)
             )
         (count,) = connection.execute("SELECT COUNT(*) FROM items").fetchone()
     finally:
@@ -123,18 +112,8 @@ class MetadataReader:
 
 
 def _record(values: tuple) -> ItemRecord:
-    row, item_id, title, category, brand, price, currency, in_stock, url, attributes, image, extra = values
-    return ItemRecord(
-        row=row,
-        item_id=item_id,
-        title=title,
-        category=category,
-        brand=brand,
-        price=price,
-        currency=currency,
-        in_stock=bool(in_stock),
-        url=url,
-        attributes={g: AttributeGuess.from_json(a) for g, a in json.loads(attributes).items()},
-        image=image,
-        extra_attributes=json.loads(extra),
-    )
+    found = dict(zip(_COLUMN_NAMES, values, strict=True))
+    attributes = {g: AttributeGuess.from_json(a) for g, a in json.loads(found.pop("attributes")).items()}
+    extra = json.loads(found.pop("extra_attributes"))
+    found["in_stock"] = bool(found["in_stock"])
+    return ItemRecord(attributes=attributes, extra_attributes=extra, **found)

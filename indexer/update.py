@@ -23,9 +23,9 @@ import faiss
 import numpy as np
 
 from indexer.build import BuildOptions, describe_items, staged_build, write_and_publish
-from indexer.feed import BadRow, CatalogItem, read_feed
+from indexer.feed import BadRow, CatalogItem
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
-from indexer.metadata import ItemRecord, ItemRow, MetadataReader
+from indexer.metadata import ItemRecord, MetadataReader
 from indexer.publish import BuildError, build_lock
 from models.attributes.extractor import AttributeExtractor
 from models.embedder import Embedder
@@ -59,15 +59,16 @@ def update_index(
     embedder: Embedder,
     extractor: AttributeExtractor,
     options: BuildOptions,
-    feed_path: Path | None = None,
+    items: Iterable[CatalogItem] = (),
     mode: Mode = "add",
     delete_ids: Iterable[str] = (),
+    bad_rows: Iterable[BadRow] = (),
 ) -> UpdateReport:
-    """Apply a feed (`add`: new ids only, a known id is a bad row; `upsert`: new or replaced) and/or
-    deletions to the index published at `out_dir`. `options.strict` turns bad rows and unknown delete ids
-    into a failure that changes nothing."""
+    """Apply catalogue items (`add`: new ids only, a known id is a bad row; `upsert`: new or replaced) and/or
+    deletions to the index published at `out_dir`. The items come from a feed reader (`read_feed(path).items`,
+    whose `bad_rows` are passed along to be reported) or from the admin API. `options.strict` turns bad rows
+    and unknown delete ids into a failure that changes nothing."""
     started = time.perf_counter()
-    feed = read_feed(feed_path) if feed_path is not None else None
     with build_lock(out_dir):
         current = _published_build(out_dir)
         manifest = Manifest.read(current)
@@ -80,13 +81,18 @@ def update_index(
         records, vectors = _read_build(current, manifest)
         known = {record.item_id: record.row for record in records}
 
-        bad = list(feed.bad_rows) if feed else []
+        bad = list(bad_rows)
         incoming: list[CatalogItem] = []
-        for item in feed.items if feed else []:
-            if mode == "add" and item.item_id in known:
+        first_line: dict[str, int] = {}
+        for item in items:
+            if item.item_id in first_line:
+                reason = f"duplicate id, first seen on line {first_line[item.item_id]}"
+                bad.append(BadRow(item.line, item.item_id, reason))
+            elif mode == "add" and item.item_id in known:
                 bad.append(BadRow(item.line, item.item_id, "already in the index (use upsert to replace it)"))
             else:
                 incoming.append(item)
+            first_line.setdefault(item.item_id, item.line)
         wanted_deletes = list(dict.fromkeys(delete_ids))
         missing = [item_id for item_id in wanted_deletes if item_id not in known]
         if options.strict and (bad or missing):
@@ -114,9 +120,8 @@ def update_index(
         kept = [record for record in records if record.item_id not in removed]
         if not kept and not described:
             raise BuildError(f"the change would leave {out_dir} empty; an index needs at least one item")
-        rows = [ItemRow(row, _item_of(record), record.attributes, record.extra_attributes)
-                for row, record in enumerate(kept)]  # fmt: skip
-        rows += [ItemRow(len(rows) + offset, *entry) for offset, entry in enumerate(described)]
+        rows = [dataclasses.replace(record, row=row) for row, record in enumerate(kept)]
+        rows += [ItemRecord.of(len(rows) + offset, *entry) for offset, entry in enumerate(described)]
         merged = np.concatenate([vectors[[record.row for record in kept]], new_vectors]).astype(np.float32)
         with staged_build(out_dir, manifest.vector_store, options.milvus_uri) as staging:
             changed = dataclasses.replace(
@@ -163,20 +168,6 @@ def _read_build(build: Path, manifest: Manifest) -> tuple[list[ItemRecord], np.n
             f"{build}: {len(records)} items but vectors {vectors.dtype} {vectors.shape}; rebuild the index"
         )
     return records, vectors
-
-
-def _item_of(record: ItemRecord) -> CatalogItem:
-    return CatalogItem(
-        item_id=record.item_id,
-        image=Path(record.image),
-        title=record.title,
-        category=record.category,
-        brand=record.brand,
-        price=record.price,
-        currency=record.currency,
-        in_stock=record.in_stock,
-        url=record.url,
-    )
 
 
 def _strict_reason(bad: list[BadRow], missing: list[str]) -> str:

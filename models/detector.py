@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
 from PIL import Image
 
+from models.garment import Garment, GarmentDetector
+from models.parser.detector import ParserDetector
+from models.runtime import DEFAULT_RUNTIME
 from models.spec import SHIPPED_PARSER
 
-
-@dataclass(frozen=True)
-class Garment:
-    """One detected garment. `box` is [x0, y0, x1, y1] in pixels of the upright image."""
-
-    box: tuple[int, int, int, int]
-    category: str | None
-    score: float
-    mask: np.ndarray | None = None
-
-
-class GarmentDetector(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    def detect(self, image: Image.Image) -> list[Garment]: ...
+__all__ = ["DETECTOR_KINDS", "FallbackDetector", "FullFrameDetector", "Garment", "GarmentDetector"]
 
 
 class FullFrameDetector:
@@ -59,15 +44,13 @@ def create_detector(
     threads: int = 0,
     min_score: float = 0.0,
     flip: bool = True,
-    runtime: str = "torch",
+    runtime: str = DEFAULT_RUNTIME,
 ) -> GarmentDetector:
     """ "garment-parser": the shipped street-photo parser (full frame when it finds nothing), run by
     `runtime` ("torch" or "onnx"); "full-frame": one garment = the whole image."""
     if kind == FullFrameDetector.name:
         return FullFrameDetector()
     if kind == "garment-parser":
-        from models.parser.detector import ParserDetector
-
         parser = ParserDetector(
             weights or SHIPPED_PARSER, threads=threads, min_score=min_score, flip=flip, runtime=runtime
         )

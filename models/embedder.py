@@ -5,40 +5,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms
 
-from models.batching import embed_in_batches
+from models.embedding import BatchedEmbedder, Embedder
 from models.errors import ModelMismatchError
 from models.openclip_loader import build_model, build_tokenizer
+from models.runtime import use_torch_threads
 from models.spec import RANDOM_INIT, SHIPPED_EMBEDDER, EmbedderSpec
 
 log = logging.getLogger(__name__)
 
 
-class Embedder(Protocol):
-    """What indexer/ and service/ rely on. `name` is the identity that manifests record."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def dimension(self) -> int: ...
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+__all__ = ["Embedder", "OpenClipEmbedder", "create_embedder"]
 
 
-class OpenClipEmbedder:
+class OpenClipEmbedder(BatchedEmbedder):
     """The image tower of an open_clip model."""
 
     def __init__(self, spec: EmbedderSpec) -> None:
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
+        use_torch_threads(spec.threads)
         self._spec = spec
+        self._batch_size = spec.batch_size
         self._model, self._preprocess, source = build_model(spec)
         self._square_first = _resizes_shortest_then_crops(self._preprocess)
         self._tokenizer = build_tokenizer(source, spec.cache_dir)
@@ -46,17 +38,6 @@ class OpenClipEmbedder:
         probe = self._encode([Image.new("RGB", (32, 32), (128, 128, 128))])
         self._dimension = int(probe.shape[1])
         log.info("embedder %s ready, dimension %d", self._name, self._dimension)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return embed_in_batches(images, self._spec.batch_size, self._dimension, self._encode)
 
     @property
     def has_text_tower(self) -> bool:

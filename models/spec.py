@@ -11,7 +11,11 @@ RANDOM_INIT = "random"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_EMBEDDER = WEIGHTS_DIR / "fashion-embedder-v1.safetensors"
 SHIPPED_PARSER = WEIGHTS_DIR / "garment-parser-v2.safetensors"
+SHIPPED_MULTITASK = WEIGHTS_DIR / "fashion-net-v3.safetensors"  # embedding + attribute heads + product gate
 EMBEDDER_KINDS = ("fashion-net", "open_clip")
+DEFAULT_RUNTIME = (
+    "onnx"  # how the shipped networks run unless told otherwise: settings and constructors alike
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,9 @@ class EmbedderSpec:
     allow_download: bool = False
     cache_dir: str | None = None
     seed: int = 0
-    runtime: str = "torch"  # fashion-net only: "torch" or "onnx" (ONNX Runtime); open_clip runs on torch
+    runtime: str = (
+        DEFAULT_RUNTIME  # fashion-net only: "torch" or "onnx" (ONNX Runtime); open_clip runs on torch
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in EMBEDDER_KINDS:

@@ -23,13 +23,22 @@ app = typer.Typer(
 )
 index_app = typer.Typer(no_args_is_help=True, help="Build and inspect catalogue indexes.")
 app.add_typer(index_app, name="index")
-OUR_LOGGERS = ("models", "indexer", "service", "scripts", "uvicorn")
+OUR_LOGGERS = ("models", "indexer", "search", "service", "scripts", "uvicorn")
+# Options shared by the `index add` and `index upsert` commands.
+NewFeed = Annotated[Path, typer.Argument(help="feed of new items (.jsonl or .csv)")]
+ChangedFeed = Annotated[Path, typer.Argument(help="feed of new or changed items")]
+IndexLink = Annotated[Path, typer.Option(help="published index link")]
+AddStrict = Annotated[bool, typer.Option(help="fail, changing nothing, on any bad row or known id")]
+UpsertStrict = Annotated[bool, typer.Option(help="fail, changing nothing, on any bad row")]
+Batch = Annotated[int, typer.Option(min=1)]
+Progress = Annotated[bool, typer.Option(help="show a progress bar")]
 
 
 def _settings(**overrides: Any) -> Any:
     from pydantic import ValidationError
 
-    from service.settings import Settings
+    from search.runtime import apply_threads
+    from search.settings import Settings
 
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -38,7 +47,7 @@ def _settings(**overrides: Any) -> Any:
         _fail(f"bad setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", code=2)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(settings.log_level)
-    settings.apply_threads()
+    apply_threads(settings)
     return settings
 
 
@@ -85,30 +94,25 @@ def index_build(
     With --ray-address the feed is embedded in resumable shards on Ray; the index is the same."""
 
     def body() -> None:
-        from indexer.build import BuildOptions, build_index
-        from models.embedder import create_embedder
+        from indexer.build import build_index
+        from search.runtime import ModelFactory, build_embedder, build_extractor, build_options
 
         settings = _settings()
-        embedder = create_embedder(settings.embedder.to_spec())
-        options = BuildOptions(
+        embedder = build_embedder(settings)
+        options = build_options(
+            settings,
             strict=strict,
             batch_size=batch_size,
-            max_image_pixels=settings.max_image_pixels,
             keep_builds=keep,
             progress=progress,
-            index_factory=index_factory or settings.index_factory,
-            vector_store=settings.vector_store,
-            milvus_uri=settings.milvus_uri,
+            index_factory=index_factory,
         )
         describe = None
         if ray_address is not None or shards is not None:
-            from indexer.distributed import ModelFactory, distributed_describer
+            from indexer.distributed import distributed_describer
 
-            factory = ModelFactory(
-                settings.embedder.to_spec(), settings.zero_shot, settings.zero_shot_min_confidence
-            )
             describe = distributed_describer(
-                factory,
+                ModelFactory(settings),
                 options,
                 work_dir or out.with_name(f"{out.name}.shards"),
                 address=None if ray_address in (None, "local") else ray_address,
@@ -116,7 +120,7 @@ def index_build(
                 num_cpus=num_cpus,
                 expected_model=embedder.name,
             )
-        extractor = settings.build_extractor(embedder)
+        extractor = build_extractor(settings, embedder)
         report = build_index(catalog, out, embedder, options, extractor, describe=describe)
         m = report.manifest
         typer.echo(
@@ -137,27 +141,22 @@ def _index_update(
     progress: bool,
 ) -> None:
     def body() -> None:
-        from indexer.build import BuildOptions
+        from indexer.feed import read_feed
         from indexer.update import update_index
-        from models.embedder import create_embedder
+        from search.runtime import build_embedder, build_extractor, build_options
 
         settings = _settings()
-        embedder = create_embedder(settings.embedder.to_spec())
-        options = BuildOptions(
-            strict=strict,
-            batch_size=batch_size,
-            max_image_pixels=settings.max_image_pixels,
-            progress=progress,
-            milvus_uri=settings.milvus_uri,
-        )
+        embedder = build_embedder(settings)
+        parsed = read_feed(feed) if feed is not None else None
         report = update_index(
             index,
             embedder,
-            settings.build_extractor(embedder),
-            options,
-            feed,
+            build_extractor(settings, embedder),
+            build_options(settings, strict=strict, batch_size=batch_size, progress=progress),
+            parsed.items if parsed else [],
             mode,
             delete_ids,
+            parsed.bad_rows if parsed else [],
         )
         for row in report.bad_rows:
             typer.echo(f"warning: skipped {row}", err=True)
@@ -170,25 +169,15 @@ def _index_update(
 
 
 @index_app.command("add")
-def index_add(
-    feed: Annotated[Path, typer.Argument(help="feed of new items (.jsonl or .csv)")],
-    index: Annotated[Path, typer.Option(help="published index link")],
-    strict: Annotated[bool, typer.Option(help="fail, changing nothing, on any bad row or known id")] = False,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
-) -> None:
+def index_add(feed: NewFeed, index: IndexLink, strict: AddStrict = False, batch_size: Batch = 64,
+              progress: Progress = True) -> None:  # fmt: skip
     """Add new items (known ids are skipped: use upsert); publishes a new build atomically."""
     _index_update(index, feed, "add", [], strict, batch_size, progress)
 
 
 @index_app.command("upsert")
-def index_upsert(
-    feed: Annotated[Path, typer.Argument(help="feed of new or changed items")],
-    index: Annotated[Path, typer.Option(help="published index link")],
-    strict: Annotated[bool, typer.Option(help="fail, changing nothing, on any bad row")] = False,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
-) -> None:
+def index_upsert(feed: ChangedFeed, index: IndexLink, strict: UpsertStrict = False, batch_size: Batch = 64,
+                 progress: Progress = True) -> None:  # fmt: skip
     """Add new items and replace known ones (re-embedded); publishes a new build atomically."""
     _index_update(index, feed, "upsert", [], strict, batch_size, progress)
 
@@ -261,8 +250,9 @@ def search(
         from indexer.store import IndexStore
         from models.attributes.taxonomy import load_taxonomy
         from models.images import decode_image
-        from service.query import search_request
-        from service.schemas import search_response
+        from search.query import search_request
+        from search.responses import search_response
+        from search.runtime import build_searcher
 
         settings = _settings(index_dir=index)
         if not image.is_file():
@@ -273,7 +263,7 @@ def search(
         picture = decode_image(image.read_bytes(), settings.max_image_pixels)
         store = IndexStore.open(index, settings.milvus_uri)
         try:
-            result = settings.build_searcher(store).search(picture, options)
+            result = build_searcher(settings, store).search(picture, options)
         finally:
             store.close()
         typer.echo(search_response(result, picture.size, result.timings_ms).model_dump_json(indent=2))

@@ -40,12 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     build = [*command, "index", "build", "--catalog", str(catalog.feed), "--out", str(index)]
     subprocess.run(build, check=True)
 
-    port = _free_port()
+    port = free_port()
     print(f"3/4 starting `fashion-search serve` on 127.0.0.1:{port}")
     server = subprocess.Popen([*command, "serve", "--index", str(index), "--port", str(port)])
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, server)
+        wait_ready(base, server)
         print("4/4 searching over HTTP")
         queries = [*catalog.scenes, *sorted((args.out / "catalog" / "images").glob("*.jpg"))[:2]]
         results = {query.name: _search(base, query, args.top_k) for query in queries}
@@ -57,24 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
 
-def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def wait_ready(
+    base: str, server: subprocess.Popen[bytes], timeout_s: float = READY_TIMEOUT_S, log_hint: str = ""
+) -> None:
+    """Until `GET /readyz` answers 200; SystemExit (and the server killed) when it exits or times out.
+    `log_hint` ends the messages (e.g. "; see server.log")."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"error: the service exited with code {server.returncode}")
+            raise SystemExit(f"error: the service exited with code {server.returncode}{log_hint}")
         try:
             if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.25)
-    raise SystemExit(f"error: the service was not ready within {READY_TIMEOUT_S} s")
+    server.kill()
+    raise SystemExit(f"error: the service was not ready within {timeout_s} s{log_hint}")
 
 
 def _search(base: str, image: Path, top_k: int) -> dict:

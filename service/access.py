@@ -23,10 +23,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
-from service.errors import error_body
+from service.errors import AdminDisabledError, RateLimitedError, UnauthorizedError, error_response
 
 ADMIN_PREFIX = "/v1/admin/"
 ADMIN_PATHS = frozenset({"/v1/stats"})
@@ -109,21 +108,11 @@ def install_access_control(
             full = path == SEARCH_PATH or (bool(keys) and not valid)
             wait = limiter.take(caller_of(request, given if valid else None), 1.0 if full else OTHER_COST)
             if wait > 0:
-                return JSONResponse(
-                    error_body("rate_limited", f"too many requests; retry in {wait:.1f} s"),
-                    status_code=429,
-                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
-                )
+                message = f"too many requests; retry in {wait:.1f} s"
+                return error_response(request, RateLimitedError(message, max(1, math.ceil(wait))))
         if is_admin and admin_key is None:
-            return JSONResponse(
-                error_body("admin_disabled", "the admin API is off: the service has no admin key set"),
-                status_code=403,
-            )
+            message = "the admin API is off: the service has no admin key set"
+            return error_response(request, AdminDisabledError(message))
         if keys and not valid:
-            header = "X-Admin-Key" if is_admin else "X-API-Key"
-            return JSONResponse(
-                error_body("unauthorized", f"a valid {header} header is required"),
-                status_code=401,
-                headers={"WWW-Authenticate": header},
-            )
+            return error_response(request, UnauthorizedError("X-Admin-Key" if is_admin else "X-API-Key"))
         return await call_next(request)

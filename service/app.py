@@ -12,18 +12,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from indexer.store import IndexStore
+from models.errors import ImageTooLargeError
+from search.runtime import apply_threads, build_searcher
+from search.settings import Settings
 from service.access import RateLimiter, install_access_control
 from service.coview import SessionStore
-from service.errors import error_body, install_error_handlers
+from service.errors import error_response, install_error_handlers
 from service.limiter import SearchLimiter
 from service.metrics import ServiceMetrics, install_metrics
 from service.reload import watch_index
 from service.routes import router
-from service.settings import Settings
 from service.shop_routes import STATIC_DIR
 from service.shop_routes import router as shop_router
 from service.signals import ShopperSignals
@@ -35,13 +36,13 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form fields and part headers around the 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.apply_threads()
+        apply_threads(settings)
         store = IndexStore.open(settings.index_dir, settings.milvus_uri)
         stop_watching = threading.Event()
         # Open event streams end on SIGTERM at once, not after the graceful-shutdown timeout.
         restore_signals = end_streams_on_stop_signal(app.state.sessions, asyncio.get_running_loop())
         try:
-            app.state.searcher = settings.build_searcher(store)
+            app.state.searcher = build_searcher(settings, store)
             app.state.limiter = SearchLimiter(
                 settings.max_concurrent_searches, settings.queue_timeout_s, metrics.waiting, metrics.in_flight
             )
@@ -108,7 +109,7 @@ def install_body_limit(app: FastAPI, upload_limit: int) -> None:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             message = f"the upload is larger than the {upload_limit}-byte limit (body: {declared} bytes)"
-            return JSONResponse(error_body("image_too_large", message), status_code=413)
+            return error_response(request, ImageTooLargeError(message))
         return await call_next(request)
 
 

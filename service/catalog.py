@@ -4,37 +4,39 @@ immediate reload so the change is visible to the next search. Images are files u
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from indexer.build import BuildOptions
-from indexer.search import OutfitSearcher
+from indexer.feed import CatalogItem, CatalogRow
 from indexer.update import Mode, update_index
-from service.errors import InvalidRequestError, redact_paths
+from search.errors import InvalidRequestError
+from search.runtime import build_options
+from search.searcher import OutfitSearcher
+from search.settings import Settings
+from service.errors import redact_paths
 from service.reload import reload_index
-from service.schemas import CatalogChanged, CatalogItemIn
-from service.settings import Settings
+from service.schemas import CatalogChanged
 
 
 def change_catalogue(
     app: FastAPI,
-    items: list[CatalogItemIn] | None = None,
+    rows: list[CatalogRow] | None = None,
     mode: Mode = "add",
     delete_ids: list[str] | None = None,
 ) -> CatalogChanged:
     settings: Settings = app.state.settings
     searcher: OutfitSearcher = app.state.searcher
-    options = BuildOptions(
-        progress=False, max_image_pixels=settings.max_image_pixels, milvus_uri=settings.milvus_uri
+    items = _items_under(rows, settings.image_root) if rows else []
+    report = update_index(
+        settings.index_dir,
+        searcher.embedder,
+        searcher.extractor,
+        build_options(settings, progress=False),
+        items,
+        mode,
+        delete_ids or [],
     )
-    with tempfile.TemporaryDirectory(prefix="fashion-admin-") as scratch:
-        feed = _write_feed(Path(scratch), items, settings.image_root) if items else None
-        report = update_index(
-            settings.index_dir, searcher.embedder, searcher.extractor, options, feed, mode, delete_ids or []
-        )
     if report.changed:
         reload_index(app)
     return CatalogChanged(
@@ -51,20 +53,26 @@ def change_catalogue(
     )
 
 
-def _write_feed(scratch: Path, items: list[CatalogItemIn], image_root: Path | None) -> Path:
+def _items_under(rows: list[CatalogRow], image_root: Path | None) -> list[CatalogItem]:
+    """The rows as items whose images are files under the image root (line = position in the request)."""
     if image_root is None:
         raise InvalidRequestError(
             "catalogue changes over HTTP need FASHION_IMAGE_ROOT (where item images live)"
         )
     root = image_root.resolve()
-    lines = []
-    for item in items:
-        image = (root / item.image).resolve()
-        if Path(item.image).is_absolute() or not image.is_relative_to(root) or not image.is_file():
+    items = []
+    for line, row in enumerate(rows, start=1):
+        image = (root / row.image).resolve()
+        if not _is_file_under(image, root) or Path(row.image).is_absolute():
             raise InvalidRequestError(
-                f"item {item.id!r}: image {item.image!r} is not a file under the image root; nothing changed"
+                f"item {row.id!r}: image {row.image!r} is not a file under the image root; nothing changed"
             )
-        lines.append(json.dumps({**item.model_dump(exclude_none=True), "image": str(image)}))
-    feed = scratch / "changes.jsonl"
-    feed.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return feed
+        items.append(row.model_copy(update={"image": str(image)}).to_item(root, line))
+    return items
+
+
+def _is_file_under(image: Path, root: Path) -> bool:
+    try:
+        return image.is_relative_to(root) and image.is_file()
+    except (OSError, ValueError):  # a NUL byte or an over-long name
+        return False

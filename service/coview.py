@@ -30,13 +30,13 @@ from datetime import UTC, datetime
 
 from PIL import Image
 
+from search.responses import SearchResponse
 from service.errors import (
     PhotoNotFoundError,
     SessionNotFoundError,
     SessionsFullError,
     TooManyStreamsError,
 )
-from service.schemas import SearchResponse
 from service.shop_schemas import (
     ActivityOut,
     EventType,

@@ -14,7 +14,6 @@ from indexer.filters import FilterError
 from indexer.manifest import IndexCorruptError
 from indexer.milvus_connection import VectorStoreError
 from indexer.publish import BuildError, BuildLockedError
-from indexer.search import SearchDeadlineError
 from indexer.store import UnknownCategoryError
 from models.errors import (
     FashionSearchError,
@@ -23,20 +22,38 @@ from models.errors import (
     ModelMismatchError,
     UnsupportedImageTypeError,
 )
+from search.errors import InvalidRequestError, ItemNotFoundError, SearchDeadlineError
 
 log = logging.getLogger(__name__)
-
-
-class ItemNotFoundError(FashionSearchError):
-    """No catalogue item has that id."""
+__all__ = ["ERROR_TABLE", "InvalidRequestError", "ItemNotFoundError", "error_body", "error_response"]
 
 
 class OverloadedError(FashionSearchError):
     """Every search slot is busy and the wait timed out."""
 
 
-class InvalidRequestError(FashionSearchError):
-    """A request parameter is out of range."""
+class UnauthorizedError(FashionSearchError):
+    """The request lacks the key its route needs, or the key is wrong; `header` names the key's header."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__(f"a valid {header} header is required")
+        self.headers = {"WWW-Authenticate": header}
+
+
+class AdminDisabledError(FashionSearchError):
+    """The admin API is off: the service has no admin key."""
+
+
+class RetryLaterError(FashionSearchError):
+    """A refusal that ends by itself; `retry_after_s` (the Retry-After header) says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimitedError(RetryLaterError):
+    """The caller's token bucket is empty; `retry_after_s`: until there are enough tokens."""
 
 
 class ImageNotServedError(FashionSearchError):
@@ -51,12 +68,8 @@ class PhotoNotFoundError(FashionSearchError):
     """The session has no search photo yet."""
 
 
-class SessionsFullError(FashionSearchError):
+class SessionsFullError(RetryLaterError):
     """The service holds as many co-viewing sessions as it may; `retry_after_s`: until the next expires."""
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class TooManyStreamsError(FashionSearchError):
@@ -79,6 +92,9 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (PhotoNotFoundError, 404, "photo_not_found"),
     (SessionsFullError, 503, "sessions_full"),
     (TooManyStreamsError, 429, "too_many_streams"),
+    (RateLimitedError, 429, "rate_limited"),
+    (UnauthorizedError, 401, "unauthorized"),
+    (AdminDisabledError, 403, "admin_disabled"),
     (OverloadedError, 503, "overloaded"),
     (SearchDeadlineError, 503, "deadline_exceeded"),
     (VectorStoreError, 503, "vector_store_unavailable"),
@@ -107,16 +123,23 @@ def lookup(exc: Exception) -> tuple[int, str] | None:
     return None
 
 
+def error_response(request: Request, exc: FashionSearchError) -> JSONResponse:
+    """The answer to a domain error, from ERROR_TABLE (a middleware that refuses a request uses it too)."""
+    mapped = lookup(exc)
+    if mapped is None:
+        return _unexpected(request, exc)
+    status, code = mapped
+    retry_after_s = getattr(exc, "retry_after_s", 1)  # seconds; the error may know better than 1
+    headers = dict(getattr(exc, "headers", {}))
+    if status in (429, 503):
+        headers["Retry-After"] = str(retry_after_s)
+    return JSONResponse(error_body(code, str(exc)), status_code=status, headers=headers or None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FashionSearchError)
     async def _domain(request: Request, exc: FashionSearchError) -> JSONResponse:
-        mapped = lookup(exc)
-        if mapped is None:
-            return _unexpected(request, exc)
-        status, code = mapped
-        retry_after_s = getattr(exc, "retry_after_s", 1)  # seconds; the error may know better than 1
-        headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else None
-        return JSONResponse(error_body(code, str(exc)), status_code=status, headers=headers)
+        return error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from indexer.search import OutfitSearcher
 from indexer.store import IndexStore
 from models.errors import FashionSearchError
+from search.searcher import OutfitSearcher
 from service.schemas import Reloaded
 
 log = logging.getLogger(__name__)

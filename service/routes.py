@@ -1,4 +1,4 @@
-"""Routes stay thin: validate, call indexer/ and models/, shape the response. Plain `def` so that
+"""Routes stay thin: validate, call search/, shape the response. Plain `def` so that
 CPU-heavy work runs in the thread pool, never on the event loop."""
 
 from __future__ import annotations
@@ -11,29 +11,18 @@ from fastapi import APIRouter, File, Form, Request, Security, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader
 
-from indexer.search import OutfitSearcher
 from models.errors import ImageTooLargeError
 from models.images import decode_image
+from search.query import search_request
+from search.responses import Item, SearchResponse, item_from_record, search_response
+from search.searcher import OutfitSearcher
+from search.settings import Settings
 from service.catalog import change_catalogue
 from service.coview import session_photo
-from service.errors import ItemNotFoundError, redact_paths
+from service.errors import redact_paths
 from service.files import served_image
-from service.query import search_request
 from service.reload import reload_index
-from service.schemas import (
-    CatalogChanged,
-    CatalogDeleteIn,
-    CatalogItemsIn,
-    ErrorOut,
-    Health,
-    Item,
-    Ready,
-    Reloaded,
-    SearchResponse,
-    item_from_record,
-    search_response,
-)
-from service.settings import Settings
+from service.schemas import CatalogChanged, CatalogDeleteIn, CatalogItemsIn, ErrorOut, Health, Ready, Reloaded
 
 router = APIRouter()
 # Keys are enforced by service/access.py before any body is read; these only declare them in OpenAPI.
@@ -57,8 +46,10 @@ ERRORS = {
 }
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorOut, "description": ERRORS[code]} for code in codes}
+def errors(*codes: int, descriptions: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these status codes; `descriptions` overrides ERRORS' wording per code."""
+    wording = {**ERRORS, **(descriptions or {})}
+    return {code: {"model": ErrorOut, "description": wording[code]} for code in codes}
 
 
 @router.post(
@@ -122,10 +113,7 @@ def search(
     "/v1/items/{item_id}", response_model=Item, dependencies=[STOREFRONT_KEY], responses=errors(401, 404, 429)
 )
 def get_item(request: Request, item_id: str) -> Item:
-    record = request.app.state.searcher.store.item(item_id)
-    if record is None:
-        raise ItemNotFoundError(f"no catalogue item has id {item_id!r}")
-    return item_from_record(record)
+    return item_from_record(request.app.state.searcher.item(item_id))
 
 
 @router.get(
@@ -136,9 +124,7 @@ def get_item(request: Request, item_id: str) -> Item:
 )
 def get_item_image(request: Request, item_id: str) -> FileResponse:
     """The item's catalogue image, served only from `image_root` (404 when off or outside it)."""
-    record = request.app.state.searcher.store.item(item_id)
-    if record is None:
-        raise ItemNotFoundError(f"no catalogue item has id {item_id!r}")
+    record = request.app.state.searcher.item(item_id)
     path, media_type = served_image(request.app.state.settings.image_root, record.image)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
 
@@ -155,23 +141,21 @@ def reload(request: Request) -> Reloaded:
     return reload_index(request.app)
 
 
-@router.post(
-    "/v1/admin/items",
-    response_model=CatalogChanged,
-    dependencies=[ADMIN_KEY],
-    responses=errors(401, 403, 409, 422, 429),
-)
+# Both catalogue-change routes answer alike.
+CATALOGUE_CHANGE: dict[str, Any] = {
+    "response_model": CatalogChanged,
+    "dependencies": [ADMIN_KEY],
+    "responses": errors(401, 403, 409, 422, 429),
+}
+
+
+@router.post("/v1/admin/items", **CATALOGUE_CHANGE)
 def add_items(request: Request, body: CatalogItemsIn) -> CatalogChanged:
     """Add (or upsert) items; durable and searchable when this answers. Needs X-Admin-Key."""
-    return change_catalogue(request.app, items=body.items, mode=body.mode)
+    return change_catalogue(request.app, rows=body.items, mode=body.mode)
 
 
-@router.post(
-    "/v1/admin/items/delete",
-    response_model=CatalogChanged,
-    dependencies=[ADMIN_KEY],
-    responses=errors(401, 403, 409, 422, 429),
-)
+@router.post("/v1/admin/items/delete", **CATALOGUE_CHANGE)
 def delete_items(request: Request, body: CatalogDeleteIn) -> CatalogChanged:
     """Remove items by id; gone from results when this answers. Needs X-Admin-Key."""
     return change_catalogue(request.app, delete_ids=body.ids)

@@ -5,6 +5,7 @@ service/signals.py."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from search.responses import item_from_record
 from service.coview import SessionStore
-from service.errors import ItemNotFoundError
-from service.routes import ADMIN_KEY, ERRORS, STOREFRONT_KEY
-from service.schemas import ErrorOut, item_from_record
+from service.routes import ADMIN_KEY, STOREFRONT_KEY
+from service.routes import errors as route_errors
 from service.shop_schemas import (
     EventAccepted,
     EventIn,
@@ -54,11 +55,7 @@ STREAM_DOC = (
     "when idle."
 )
 
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {"model": ErrorOut, "description": SESSION_ERRORS.get(code, ERRORS[code])} for code in codes
-    }
+errors = functools.partial(route_errors, descriptions=SESSION_ERRORS)
 
 
 def sessions_of(request: Request) -> SessionStore:
@@ -140,31 +137,25 @@ async def stream_session(request: Request, session_id: str) -> StreamingResponse
     )
 
 
-@router.post(
-    "/v1/sessions/{session_id}/messages",
-    status_code=201,
-    response_model=MessageOut,
-    dependencies=[STOREFRONT_KEY],
-    responses=errors(401, 404, 422, 429),
-)
+# What a shopper or assistant adds to a session (a message, a pushed item) answers alike.
+SESSION_ADDITION: dict[str, Any] = {
+    "status_code": 201,
+    "dependencies": [STOREFRONT_KEY],
+    "responses": errors(401, 404, 422, 429),
+}
+
+
+@router.post("/v1/sessions/{session_id}/messages", response_model=MessageOut, **SESSION_ADDITION)
 def post_message(request: Request, session_id: str, body: MessageIn) -> MessageOut:
     return sessions_of(request).add_message(session_id, body.sender, body.text)
 
 
-@router.post(
-    "/v1/sessions/{session_id}/push",
-    status_code=201,
-    response_model=PushOut,
-    dependencies=[STOREFRONT_KEY],
-    responses=errors(401, 404, 422, 429),
-)
+@router.post("/v1/sessions/{session_id}/push", response_model=PushOut, **SESSION_ADDITION)
 def push_item(request: Request, session_id: str, body: PushIn) -> PushOut:
     """Show the shopper a catalogue item ("look at this one"); 404 item_not_found for an unknown id."""
     sessions = sessions_of(request)
     sessions.require(session_id)  # an unknown session answers first, whatever the item
-    record = request.app.state.searcher.store.item(body.item_id)
-    if record is None:
-        raise ItemNotFoundError(f"no catalogue item has id {body.item_id!r}")
+    record = request.app.state.searcher.item(body.item_id)
     item = PushedItem(**item_from_record(record).model_dump(include=set(PushedItem.model_fields)))
     return sessions.add_push(session_id, item, body.garment, body.note)
 

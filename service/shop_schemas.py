@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from service.schemas import SearchResponse, StrictModel
+from search.responses import SearchResponse, StrictModel
 
 Sender = Literal["shopper", "assistant"]
 EventType = Literal["select_garment", "click", "add_to_cart"]

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from indexer.build import BuildOptions, build_index
+from models.attributes.extractor import create_extractor
 from models.embedder import Embedder, create_embedder
 from models.spec import EmbedderSpec
 from tests.helpers import TINY_MODEL, register_tiny_configs, write_catalog
@@ -35,5 +36,11 @@ def built_index(
     tmp_path_factory: pytest.TempPathFactory, catalog_feed: Path, tiny_embedder: Embedder
 ) -> Path:
     out = tmp_path_factory.mktemp("index") / "index"
-    build_index(catalog_feed, out, tiny_embedder, BuildOptions(progress=False, batch_size=16))
+    build_index(
+        catalog_feed,
+        out,
+        tiny_embedder,
+        BuildOptions(progress=False, batch_size=16),
+        create_extractor(tiny_embedder),
+    )
     return out

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
+from typing import Any
 
 import open_clip
 from PIL import Image, ImageDraw
+
+from indexer.build import BuildOptions, BuildReport, build_index
+from models.attributes.extractor import create_extractor
 
 TINY_MODEL = "test-tiny-vit"
 TINY_CONFIG = {
@@ -28,6 +33,11 @@ COLOURS = {
     "pink": (240, 140, 180),
     "brown": (120, 70, 30),
 }
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The shared data set (tests that need it skip when it is absent).
+DATA_DIR = Path(os.environ.get("FASHION_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 
 
 def register_tiny_configs(directory: Path) -> None:
@@ -86,3 +96,10 @@ def jpeg_bytes(image: Image.Image, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", **options)
     return buffer.getvalue()
+
+
+def index_feed(feed: Path, out: Path, embedder: Any, **options: Any) -> BuildReport:
+    """`index build` as the CLI runs it (the extractor made for this embedder), quietly."""
+    return build_index(
+        feed, out, embedder, BuildOptions(progress=False, **options), create_extractor(embedder)
+    )

@@ -16,7 +16,8 @@ from models.attributes.foreground import foreground_mask
 from models.attributes.guess import AttributeGuess
 from models.attributes.taxonomy import Taxonomy
 from models.attributes.zero_shot import ZeroShotScorer
-from models.detector import Garment
+from models.embedding import Embedder
+from models.garment import Garment
 
 COLOUR_GROUP = "colour"
 
@@ -80,13 +81,13 @@ class AttributeExtractor:
 
 
 def create_extractor(
-    embedder: object, taxonomy: Taxonomy | None = None, zero_shot_min_confidence: float = 0.4
+    embedder: Embedder | None, taxonomy: Taxonomy | None = None, zero_shot_min_confidence: float = 0.4
 ) -> AttributeExtractor:
     """Colour always; zero-shot groups too when `embedder` has an open_clip text tower."""
     from models.attributes.taxonomy import load_taxonomy
 
     taxonomy = taxonomy or load_taxonomy()
     zero_shot = None
-    if getattr(embedder, "has_text_tower", False):
-        zero_shot = ZeroShotScorer(embedder, taxonomy, zero_shot_min_confidence)  # type: ignore[arg-type]
+    if embedder is not None and embedder.has_text_tower:
+        zero_shot = ZeroShotScorer(embedder, taxonomy, zero_shot_min_confidence)
     return AttributeExtractor(taxonomy, zero_shot)

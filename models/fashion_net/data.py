@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.nn import functional as F
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +114,18 @@ def garment_boxes(
 
     Regions smaller than `min_pixels` or with a side under `min_side` are skipped.
     """
+    return [(label, box) for _, label, box in labelled_boxes(mask, label_names, min_pixels, min_side, margin)]
+
+
+def labelled_boxes(
+    mask: np.ndarray, label_names: list[str], min_pixels: int = 1500, min_side: int = 24, margin: float = 0.08
+) -> list[tuple[str, str, tuple[int, int, int, int]]]:
+    """`garment_boxes` with each region's raw CCP label first: (raw label, mapped label, box)."""
     height, width = mask.shape
     boxes = []
     for index in np.unique(mask):
-        label = CCP_TO_LABEL.get(label_names[int(index)])
+        raw = label_names[int(index)]
+        label = CCP_TO_LABEL.get(raw)
         if label is None:
             continue
         region = mask == index
@@ -133,7 +143,7 @@ def garment_boxes(
             min(width, int(right + pad_x)),
             min(height, int(bottom + pad_y)),
         )
-        boxes.append((label, box))
+        boxes.append((raw, label, box))
     return boxes
 
 
@@ -153,6 +163,14 @@ def ccp_samples(root: Path, heldout: bool) -> list[Sample]:
         for label, box in garment_boxes(mask, label_names):
             samples.append(Sample(photo_path, label, "ccp", box))
     return samples
+
+
+def to_input(pixels: torch.Tensor, out_size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Cached uint8 pixels (n, h, w, 3) -> normalised network input (n, 3, out_size, out_size)."""
+    x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-1] != out_size:
+        x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", antialias=True, align_corners=False)
+    return (x - mean) / std
 
 
 def load_image(sample: Sample) -> Image.Image:

@@ -11,14 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from models.batching import embed_in_batches
+from models.embedding import BatchedEmbedder
 from models.errors import ConfigError, ModelMismatchError, WeightsNotFoundError
-from models.fashion_net.network import ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, FashionNet
-from models.files import file_digest
-from models.onnx_runtime import OnnxModule, check_runtime, fuse_conv_bn
+from models.fashion_net.network import ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, FashionNet, network_metadata
+from models.files import file_digest, read_weights_metadata
+from models.runtime import DEFAULT_RUNTIME, compile_network
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +41,11 @@ def save_weights(
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT,
-        "architecture": ARCHITECTURE,
-        "dimension": str(model.dimension),
-        "input_size": str(input_size),
-        "mean": json.dumps(list(mean)),
-        "std": json.dumps(list(std)),
+        **network_metadata(ARCHITECTURE, model.dimension, input_size, mean, std),
         "labels": json.dumps(labels),
         "training": json.dumps(training or {}),
     }
     save_file(state, str(path), metadata=metadata)
-
-
-def _read_metadata(path: Path) -> dict[str, str]:
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except (SafetensorError, OSError) as exc:
-        raise ModelMismatchError(f"{path} is not a readable safetensors file: {exc}") from exc
 
 
 def _parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[int, int, list[float], list[float]]:
@@ -82,7 +69,7 @@ def _parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[int, int, lis
     return dimension, input_size, mean, std
 
 
-class FashionNetEmbedder:
+class FashionNetEmbedder(BatchedEmbedder):
     """L2-normalised float32 embeddings of shape (n, dimension) from a project-trained FashionNet."""
 
     def __init__(
@@ -91,7 +78,7 @@ class FashionNetEmbedder:
         device: str = "cpu",
         threads: int = 0,
         batch_size: int = 32,
-        runtime: str = "torch",
+        runtime: str = DEFAULT_RUNTIME,
     ) -> None:
         weights_path = Path(weights_path)
         if batch_size < 1:
@@ -102,9 +89,7 @@ class FashionNetEmbedder:
                 + TRAIN_COMMAND.format(path=weights_path)
                 + "` (see models/weights/fashion-embedder-v1.md) or point the setting at the shipped file"
             )
-        if threads and runtime == "torch":  # ONNX Runtime takes `threads` for its own pool instead
-            torch.set_num_threads(threads)
-        metadata = _read_metadata(weights_path)
+        metadata = read_weights_metadata(weights_path)
         dimension, self._input_size, mean, std = _parse_metadata(weights_path, metadata)
         self.labels: list[str] = json.loads(metadata.get("labels", "[]"))
         model = FashionNet(dimension)
@@ -117,17 +102,13 @@ class FashionNetEmbedder:
                 f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:2]}"
             ) from exc
         self._model = model.to(device).eval()
-        self.runtime = check_runtime(runtime)
-        self._embed: Any
-        if runtime == "torch":  # batch norms folded into the convolutions; ONNX Runtime folds them itself
-            self._embed = _Embed(fuse_conv_bn(self._model.trunk), self._model)
-        else:
-            if device != "cpu":
-                raise ConfigError(f"runtime 'onnx' runs on the CPU; device is {device!r}")
-            example = torch.zeros(2, 3, self._input_size, self._input_size)
-            network = _Embed(self._model.trunk, self._model)
-            onnx = OnnxModule(network, example, ("embedding",), threads, dynamic={0: "n"})
-            self._embed = lambda pixels: torch.from_numpy(onnx(pixels.numpy())[0])
+        if runtime == "onnx" and device != "cpu":
+            raise ConfigError(f"runtime 'onnx' runs on the CPU; device is {device!r}")
+        self.runtime = runtime
+        example = torch.zeros(2, 3, self._input_size, self._input_size)
+        self._embed = compile_network(
+            _Embed(self._model), runtime, threads, example, "embedding", dynamic={0: "n"}
+        )
         self._device = device
         self._batch_size = batch_size
         self._dimension = dimension
@@ -137,19 +118,8 @@ class FashionNetEmbedder:
         log.info("embedder %s ready, dimension %d, input %d px", self._name, dimension, self._input_size)
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    @property
     def input_size(self) -> int:
         return self._input_size
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return embed_in_batches(images, self._batch_size, self._dimension, self._encode)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """RGB, squashed to input_size x input_size (as in training), scaled and normalised: (3, s, s)."""
@@ -167,11 +137,11 @@ class FashionNetEmbedder:
 
 
 class _Embed(torch.nn.Module):
-    """Pixels -> L2-normalised embedding through `trunk` (the model's own, or its fused copy)."""
+    """Pixels -> L2-normalised embedding (the exported / fused unit)."""
 
-    def __init__(self, trunk: torch.nn.Module, model: FashionNet) -> None:
+    def __init__(self, model: FashionNet) -> None:
         super().__init__()
-        self.trunk, self.pool, self.project, self.neck = trunk, model.pool, model.project, model.neck
+        self.trunk, self.pool, self.project, self.neck = model.trunk, model.pool, model.project, model.neck
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         features = self.neck(self.project(self.pool(self.trunk(pixels))))

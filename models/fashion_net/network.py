@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 import torch
 import torchvision
 from torch import nn
@@ -61,3 +64,16 @@ class CosineClassifier(nn.Module):
         if labels is not None and self.margin:
             cosine = cosine - self.margin * F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
         return self.scale * cosine
+
+
+def network_metadata(
+    architecture: str, dimension: int, input_size: int, mean: Sequence[float], std: Sequence[float]
+) -> dict[str, str]:
+    """What a weights file says about its network and preprocessing (checked again on load)."""
+    return {
+        "architecture": architecture,
+        "dimension": str(dimension),
+        "input_size": str(input_size),
+        "mean": json.dumps(list(mean)),
+        "std": json.dumps(list(std)),
+    }

@@ -29,6 +29,7 @@ from models.fashion_net.data import (
     ccp_samples,
     clothing_samples,
     split_clothing,
+    to_input,
 )
 from models.fashion_net.embedder import save_weights
 from models.fashion_net.network import (
@@ -69,18 +70,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def augment(
-    pixels: torch.Tensor, out_size: int, generator: torch.Generator, mean: torch.Tensor, std: torch.Tensor
+    pixels: torch.Tensor,
+    out_size: int,
+    generator: torch.Generator,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    min_area: float | torch.Tensor = 0.45,
 ) -> torch.Tensor:
-    """Batched augmentation of uint8 (n, h, w, 3): random resized crop (area 0.45-1, aspect 3/4-4/3),
-    small rotation, horizontal flip, brightness/contrast/saturation jitter. No hue jitter: colour is a
-    retrieval attribute."""
+    """Batched augmentation of uint8 (n, h, w, 3): random resized crop (area `min_area`-1, a float or one
+    per image; aspect 3/4-4/3), small rotation, horizontal flip, brightness/contrast/saturation jitter. No
+    hue jitter: colour is a retrieval attribute."""
     n = pixels.shape[0]
     x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
 
-    def uniform(low: float, high: float) -> torch.Tensor:
+    def uniform(low: float | torch.Tensor, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=generator)
 
-    area = uniform(0.45, 1.0)
+    area = uniform(min_area, 1.0)
     log_ratio = uniform(math.log(3 / 4), math.log(4 / 3))
     ratio = log_ratio.exp()
     sx = (area * ratio).sqrt().clamp(max=1.0)
@@ -112,11 +118,12 @@ def augment(
     return (x - mean) / std
 
 
-def to_input(pixels: torch.Tensor, out_size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
-    if x.shape[-1] != out_size:
-        x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", antialias=True, align_corners=False)
-    return (x - mean) / std
+def cosine_lr(base: float, elapsed_s: float, warmup_s: float, budget_s: float) -> float:
+    """Linear warm-up (from 2%) over `warmup_s`, then cosine down to 1% at the end of the time budget."""
+    if elapsed_s < warmup_s:
+        return base * max(0.02, elapsed_s / warmup_s)
+    progress = min(1.0, (elapsed_s - warmup_s) / max(1e-6, budget_s - warmup_s))
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def sampling_weights(labels: np.ndarray) -> torch.Tensor:
@@ -212,11 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed_s = start_elapsed + time.monotonic() - epoch_start
             if elapsed_s >= budget_s:
                 break
-            if elapsed_s < warmup_s:
-                lr = args.lr * max(0.02, elapsed_s / warmup_s)
-            else:
-                progress = (elapsed_s - warmup_s) / (budget_s - warmup_s)
-                lr = args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+            lr = cosine_lr(args.lr, elapsed_s, warmup_s, budget_s)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             rows = order[step * args.batch_size : (step + 1) * args.batch_size]

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from indexer.build import BuildOptions, build_index
+from models.attributes.extractor import create_extractor
 from models.embedder import Embedder
 
 BACKENDS = ("faiss", "milvus")
@@ -18,7 +19,11 @@ def milvus_index(
     pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (the scale extra)")
     out = tmp_path_factory.mktemp("milvus-index") / "index"
     build_index(
-        catalog_feed, out, tiny_embedder, BuildOptions(progress=False, batch_size=16, vector_store="milvus")
+        catalog_feed,
+        out,
+        tiny_embedder,
+        BuildOptions(progress=False, batch_size=16, vector_store="milvus"),
+        create_extractor(tiny_embedder),
     )
     return out
 

@@ -13,6 +13,7 @@ from indexer.build import BuildOptions, build_index
 from indexer.manifest import MANIFEST_NAME, Manifest
 from indexer.publish import BuildError, build_lock, builds_root
 from indexer.store import IndexStore
+from models.attributes.extractor import create_extractor
 from models.embedder import Embedder
 from tests.helpers import garment_image, write_catalog
 
@@ -24,7 +25,7 @@ class FailingEmbedder:
 
     def __init__(self, inner: Embedder, fail_on_batch: int) -> None:
         self._inner, self._fail_on, self._calls = inner, fail_on_batch, 0
-        self.name, self.dimension = inner.name, inner.dimension
+        self.name, self.dimension, self.has_text_tower = inner.name, inner.dimension, False
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         self._calls += 1
@@ -65,7 +66,7 @@ def test_bad_rows_are_skipped_and_strict_fails(tmp_path: Path, tiny_embedder: Em
         json.dumps({"id": "item-0000", "image": "images/item-0000.jpg", "title": "dup", "category": "top"}),
     ]
     feed = write_catalog(tmp_path, 5, extra)
-    report = build_index(feed, tmp_path / "index", tiny_embedder, QUIET)
+    report = build_index(feed, tmp_path / "index", tiny_embedder, QUIET, create_extractor(tiny_embedder))
     assert report.manifest.count == 5 and report.manifest.skipped_rows == 2
     assert [(row.line, row.item_id) for row in report.bad_rows] == [(6, "broken"), (7, "item-0000")]
     assert "unreadable image" in report.bad_rows[0].reason
@@ -73,20 +74,26 @@ def test_bad_rows_are_skipped_and_strict_fails(tmp_path: Path, tiny_embedder: Em
     before = os.readlink(tmp_path / "index")
     strict = BuildOptions(progress=False, strict=True)
     with pytest.raises(BuildError, match="--strict: 1 bad row"):
-        build_index(feed, tmp_path / "index", tiny_embedder, strict)
+        build_index(feed, tmp_path / "index", tiny_embedder, strict, create_extractor(tiny_embedder))
     assert os.readlink(tmp_path / "index") == before
 
 
 def test_failed_build_keeps_previous_index_serving(tmp_path: Path, tiny_embedder: Embedder) -> None:
     feed = write_catalog(tmp_path, 40)
     out = tmp_path / "index"
-    build_index(feed, out, tiny_embedder, QUIET)
+    build_index(feed, out, tiny_embedder, QUIET, create_extractor(tiny_embedder))
     published = out.resolve()
     store = IndexStore.open(out)
     query = tiny_embedder.embed_images([garment_image(3)])
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build_index(feed, out, FailingEmbedder(tiny_embedder, fail_on_batch=2), QUIET)
+        build_index(
+            feed,
+            out,
+            FailingEmbedder(tiny_embedder, fail_on_batch=2),
+            QUIET,
+            create_extractor(FailingEmbedder(tiny_embedder, fail_on_batch=2)),
+        )
 
     assert out.resolve() == published
     assert [p.name for p in builds_root(out).iterdir() if p.name.endswith(".partial")] == []
@@ -102,7 +109,13 @@ def test_rebuild_swaps_atomically_and_prunes(tmp_path: Path, tiny_embedder: Embe
     targets = []
     for size in (3, 4, 5, 6):
         feed = write_catalog(tmp_path / f"feed{size}", size)
-        build_index(feed, out, tiny_embedder, BuildOptions(progress=False, keep_builds=2))
+        build_index(
+            feed,
+            out,
+            tiny_embedder,
+            BuildOptions(progress=False, keep_builds=2),
+            create_extractor(tiny_embedder),
+        )
         targets.append(out.resolve())
         assert Manifest.read(out.resolve()).count == size
     remaining = sorted(p for p in builds_root(out).iterdir() if p.is_dir())
@@ -114,14 +127,14 @@ def test_leftover_partial_build_is_cleaned(tmp_path: Path, tiny_embedder: Embedd
     stale = builds_root(tmp_path / "index") / "20200101T000000-000000001.partial"
     stale.mkdir(parents=True)
     (stale / "vectors.faiss").write_bytes(b"half written")
-    build_index(feed, tmp_path / "index", tiny_embedder, QUIET)
+    build_index(feed, tmp_path / "index", tiny_embedder, QUIET, create_extractor(tiny_embedder))
     assert not stale.exists()
 
 
 def test_concurrent_build_is_refused(tmp_path: Path, tiny_embedder: Embedder) -> None:
     feed = write_catalog(tmp_path, 3)
     with build_lock(tmp_path / "index"), pytest.raises(BuildError, match="another build"):
-        build_index(feed, tmp_path / "index", tiny_embedder, QUIET)
+        build_index(feed, tmp_path / "index", tiny_embedder, QUIET, create_extractor(tiny_embedder))
 
 
 def test_out_dir_that_is_not_ours_is_refused(tmp_path: Path, tiny_embedder: Embedder) -> None:
@@ -130,7 +143,7 @@ def test_out_dir_that_is_not_ours_is_refused(tmp_path: Path, tiny_embedder: Embe
     precious.mkdir()
     (precious / "data.txt").write_text("keep me")
     with pytest.raises(BuildError, match="not an index link"):
-        build_index(feed, precious, tiny_embedder, QUIET)
+        build_index(feed, precious, tiny_embedder, QUIET, create_extractor(tiny_embedder))
     assert (precious / "data.txt").read_text() == "keep me"
 
 
@@ -138,6 +151,6 @@ def test_feed_with_no_valid_rows_publishes_nothing(tmp_path: Path, tiny_embedder
     feed = tmp_path / "feed.jsonl"
     feed.write_text('{"id": "a"}\n', encoding="utf-8")
     with pytest.raises(BuildError, match="no valid items"):
-        build_index(feed, tmp_path / "index", tiny_embedder, QUIET)
+        build_index(feed, tmp_path / "index", tiny_embedder, QUIET, create_extractor(tiny_embedder))
     assert not (tmp_path / "index").exists()
     assert not list(builds_root(tmp_path / "index").glob(f"*/{MANIFEST_NAME}"))

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from indexer.build import BuildOptions, build_index, describe_items
-from indexer.distributed import ModelFactory, distributed_describer, ray_session
+from indexer.distributed import distributed_describer, ray_session
 from indexer.feed import CatalogItem, read_feed
 from indexer.publish import BuildError
 from indexer.shards import ShardResult, default_shard_count, split_shards
@@ -27,6 +27,8 @@ from indexer.store import IndexStore
 from models.attributes.extractor import AttributeExtractor, create_extractor
 from models.embedder import Embedder
 from models.spec import EmbedderSpec
+from search.runtime import ModelFactory
+from search.settings import Settings
 from tests.helpers import garment_image, register_tiny_configs, write_catalog
 
 pytestmark = pytest.mark.slow
@@ -40,7 +42,7 @@ class InstrumentedEmbedder:
 
     def __init__(self, inner: Embedder, counter: str | None, fail_on_marker: bool) -> None:
         self._inner, self._counter, self._fail = inner, counter, fail_on_marker
-        self.name, self.dimension = inner.name, inner.dimension
+        self.name, self.dimension, self.has_text_tower = inner.name, inner.dimension, False
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if self._fail and any(image.size == MARKER_SIZE for image in images):
@@ -58,7 +60,9 @@ def tiny_models(
     import open_clip
 
     open_clip.add_model_config(Path(config_dir))
-    embedder, extractor = ModelFactory(spec)()
+    settings = Settings(embedder={"kind": spec.kind, "model_name": spec.model_name,
+                                  "pretrained": spec.pretrained, "batch_size": spec.batch_size})  # fmt: skip
+    embedder, extractor = ModelFactory(settings)()
     return InstrumentedEmbedder(embedder, counter, fail_on_marker), extractor
 
 
@@ -194,10 +198,12 @@ def test_failing_shard_is_named_and_finished_shards_stay(
 
 
 def test_models_that_cannot_load_are_a_build_error(local_ray: None, tmp_path: Path) -> None:
-    spec = EmbedderSpec(kind="open_clip", model_name="no-such-architecture", pretrained="random")
+    settings = Settings(
+        embedder={"kind": "open_clip", "model_name": "no-such-architecture", "pretrained": "random"}
+    )
     items = read_feed(write_catalog(tmp_path / "catalog", 2)).items
     with pytest.raises(BuildError, match="could not load the models"):
-        distributed_describer(ModelFactory(spec), QUIET, tmp_path / "work")(items)
+        distributed_describer(ModelFactory(settings), QUIET, tmp_path / "work")(items)
 
 
 def test_workers_with_another_model_than_the_driver_are_refused(

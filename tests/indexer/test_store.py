@@ -10,13 +10,13 @@ from PIL import Image
 
 from indexer.filters import SearchFilters
 from indexer.manifest import MANIFEST_NAME, VECTORS_NAME, IndexCorruptError
-from indexer.search import OutfitSearcher, SearchRequest
 from indexer.store import IndexStore, UnknownCategoryError
 from models.attributes.extractor import create_extractor
 from models.attributes.guess import AttributeGuess
 from models.detector import FullFrameDetector, Garment
 from models.embedder import Embedder
 from models.errors import ModelMismatchError
+from search.searcher import OutfitSearcher, SearchRequest
 from tests.helpers import garment_image
 
 
@@ -128,6 +128,7 @@ class _Stub:
 
     def __init__(self, store: IndexStore) -> None:
         self.name, self.dimension = store.manifest.model_name, store.manifest.dimension
+        self.has_text_tower = False
 
     def embed_images(self, images: list) -> np.ndarray:
         raise AssertionError("not reached")

@@ -12,6 +12,7 @@ from PIL import Image
 
 from indexer import build as build_module
 from indexer.build import BuildOptions, build_index
+from indexer.feed import read_feed
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, Manifest
 from indexer.metadata import ItemRecord, MetadataReader
 from indexer.publish import BuildError, builds_root
@@ -28,7 +29,9 @@ QUIET = BuildOptions(progress=False, batch_size=16)
 @pytest.fixture
 def index(tmp_path: Path, tiny_embedder: Embedder) -> Path:
     out = tmp_path / "index"
-    build_index(write_catalog(tmp_path / "base", 12), out, tiny_embedder, QUIET)
+    build_index(
+        write_catalog(tmp_path / "base", 12), out, tiny_embedder, QUIET, create_extractor(tiny_embedder)
+    )
     return out
 
 
@@ -45,6 +48,10 @@ def feed_of(directory: Path, ids_and_seeds: list[tuple[str, int]], category: str
 
 
 def update(index: Path, embedder: Embedder, **kwargs):
+    """`update_index` as the CLI calls it: a feed path is read here and its items and bad rows passed on."""
+    if (feed_path := kwargs.pop("feed_path", None)) is not None:
+        feed = read_feed(feed_path)
+        kwargs.update(items=feed.items, bad_rows=feed.bad_rows)
     return update_index(index, embedder, create_extractor(embedder), kwargs.pop("options", QUIET), **kwargs)
 
 

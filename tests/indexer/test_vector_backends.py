@@ -26,6 +26,7 @@ from indexer.milvus_backend import collection_name, row_filter
 from indexer.milvus_connection import VectorStoreError, public_uri
 from indexer.store import IndexStore
 from indexer.vector_backend import discard_vectors, open_vectors
+from models.attributes.extractor import create_extractor
 from models.embedder import Embedder
 from models.errors import ConfigError
 from tests.helpers import garment_image
@@ -242,7 +243,7 @@ def test_milvus_at_a_configured_address(
     options = BuildOptions(
         progress=False, batch_size=16, vector_store="milvus", milvus_uri=uri, keep_builds=1
     )
-    report = build_index(catalog_feed, out, tiny_embedder, options)
+    report = build_index(catalog_feed, out, tiny_embedder, options, create_extractor(tiny_embedder))
     assert not (report.build_dir / MILVUS_LITE_NAME).exists()
     assert report.manifest.collection == collection_name(report.build_dir.name)
     store = IndexStore.open(out, milvus_uri=uri)
@@ -262,13 +263,20 @@ def test_milvus_at_a_configured_address(
 def test_milvus_build_options_are_checked_before_any_work(catalog_feed: Path, tmp_path: Path) -> None:
     never = object()  # no embedder: the options are refused first
     with pytest.raises(ConfigError, match="vector store 'pinecone' is not one of faiss, milvus"):
-        build_index(catalog_feed, tmp_path / "a", never, BuildOptions(vector_store="pinecone"))  # type: ignore[arg-type]
+        build_index(
+            catalog_feed,
+            tmp_path / "a",
+            never,  # type: ignore[arg-type]
+            BuildOptions(vector_store="pinecone"),
+            create_extractor(None),
+        )
     with pytest.raises(ConfigError, match="Milvus index type 'IVF1024,PQ8' is not one this project builds"):
         build_index(
             catalog_feed,
             tmp_path / "b",
             never,  # type: ignore[arg-type]
             BuildOptions(vector_store="milvus", index_factory="IVF1024,PQ8"),
+            create_extractor(None),
         )
 
 
@@ -289,8 +297,12 @@ def test_pruned_builds_drop_their_server_collections(
     options = BuildOptions(
         progress=False, batch_size=16, vector_store="milvus", milvus_uri=uri, keep_builds=1
     )
-    first = build_index(catalog_feed, tmp_path / "index", tiny_embedder, options)
-    second = build_index(catalog_feed, tmp_path / "index", tiny_embedder, options)
+    first = build_index(
+        catalog_feed, tmp_path / "index", tiny_embedder, options, create_extractor(tiny_embedder)
+    )
+    second = build_index(
+        catalog_feed, tmp_path / "index", tiny_embedder, options, create_extractor(tiny_embedder)
+    )
     client = connect(uri)
     try:
         collections = set(client.list_collections())

@@ -62,7 +62,7 @@ def test_unknown_runtime_and_missing_onnxruntime_are_clear_errors(monkeypatch: p
 @pytest.mark.parametrize("flip", [True, False])
 def test_parser_runtimes_find_the_same_garments(flip: bool) -> None:
     scene = street_scene(0, seed=3)
-    torch_parser = ParserDetector(SHIPPED_PARSER, flip=flip)
+    torch_parser = ParserDetector(SHIPPED_PARSER, flip=flip, runtime="torch")
     onnx_parser = ParserDetector(SHIPPED_PARSER, flip=flip, runtime="onnx")
     reference, found = torch_parser.parse(scene), onnx_parser.parse(scene)
     assert np.mean(reference.class_map == found.class_map) > 0.9999
@@ -93,7 +93,7 @@ def test_garment_masks_are_the_nearest_upsampled_component() -> None:
 
 def test_embedder_runtimes_agree() -> None:
     images = [garment_image(seed) for seed in range(5)] + [Image.new("RGB", (40, 90), (200, 30, 30))]
-    reference = FashionNetEmbedder(SHIPPED_EMBEDDER).embed_images(images)
+    reference = FashionNetEmbedder(SHIPPED_EMBEDDER, runtime="torch").embed_images(images)
     found = FashionNetEmbedder(SHIPPED_EMBEDDER, runtime="onnx", batch_size=4).embed_images(images)
     assert found.dtype == np.float32 and found.shape == reference.shape
     np.testing.assert_allclose(found, reference, atol=1e-5)

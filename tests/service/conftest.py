@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from search.settings import EmbedderSettings, Settings
 from service.app import create_app
-from service.settings import EmbedderSettings, Settings
 from tests.helpers import TINY_MODEL
 
 

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
+from search.settings import Settings
 from service.access import RateLimiter, key_matches
 from service.app import create_app
-from service.settings import Settings
 from tests.helpers import garment_image, jpeg_bytes
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -161,3 +161,12 @@ def test_malformed_multipart_is_a_clear_400(client: TestClient) -> None:
         headers={"content-type": "multipart/form-data"},  # no boundary
     )
     assert (response.status_code, response.json()["code"]) == (400, "bad_request"), response.text
+
+
+def test_access_refusals_come_from_the_one_error_table() -> None:
+    """The middleware's 401, 403 and 429 are domain errors mapped by ERROR_TABLE like every other answer."""
+    from service.errors import AdminDisabledError, RateLimitedError, UnauthorizedError, lookup
+
+    assert lookup(UnauthorizedError("X-API-Key")) == (401, "unauthorized")
+    assert lookup(AdminDisabledError("off")) == (403, "admin_disabled")
+    assert lookup(RateLimitedError("slow down", 2)) == (429, "rate_limited")

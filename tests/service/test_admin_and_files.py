@@ -11,13 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from indexer.build import BuildOptions, build_index
 from indexer.manifest import VECTORS_NAME
 from models.embedder import Embedder
+from search.settings import Settings
 from service.app import create_app
 from service.errors import redact_paths
-from service.settings import Settings
-from tests.helpers import garment_image, jpeg_bytes, write_catalog
+from tests.helpers import garment_image, index_feed, jpeg_bytes, write_catalog
 
 ADMIN = {"X-Admin-Key": "admin-key-0123456789abcdef"}
 
@@ -25,7 +24,7 @@ ADMIN = {"X-Admin-Key": "admin-key-0123456789abcdef"}
 @pytest.fixture
 def own_index(tmp_path: Path, tiny_embedder: Embedder) -> Path:
     out = tmp_path / "served" / "index"
-    build_index(write_catalog(tmp_path / "feed-a", 6), out, tiny_embedder, BuildOptions(progress=False))
+    index_feed(write_catalog(tmp_path / "feed-a", 6), out, tiny_embedder)
     return out
 
 
@@ -39,18 +38,14 @@ def test_reload_swaps_in_a_new_build_and_refuses_a_corrupt_one(
 ) -> None:
     with TestClient(create_app(admin_settings)) as client:
         first = client.get("/readyz").json()
-        build_index(
-            write_catalog(tmp_path / "feed-b", 9), own_index, tiny_embedder, BuildOptions(progress=False)
-        )
+        index_feed(write_catalog(tmp_path / "feed-b", 9), own_index, tiny_embedder)
         reloaded = client.post("/v1/admin/reload", headers=ADMIN)
         assert reloaded.status_code == 200, reloaded.text
         assert reloaded.json()["changed"] is True and reloaded.json()["items"] == 9
         assert client.get("/readyz").json()["items"] == 9 and first["items"] == 6
         assert client.get("/v1/items/item-0008").status_code == 200
 
-        build_index(
-            write_catalog(tmp_path / "feed-c", 3), own_index, tiny_embedder, BuildOptions(progress=False)
-        )
+        index_feed(write_catalog(tmp_path / "feed-c", 3), own_index, tiny_embedder)
         (own_index.resolve() / VECTORS_NAME).write_bytes(b"\x00garbage")
         refused = client.post("/v1/admin/reload", headers=ADMIN)
         assert refused.status_code == 409 and refused.json()["code"] == "index_rejected"

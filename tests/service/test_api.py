@@ -9,11 +9,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from indexer.build import BuildOptions, build_index
+from models.attributes.extractor import create_extractor
 from models.embedder import create_embedder
 from models.errors import ModelMismatchError
 from models.spec import EmbedderSpec
+from search.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from tests.helpers import OTHER_TINY_MODEL, garment_image, jpeg_bytes, write_catalog
 
 
@@ -169,7 +170,7 @@ def test_unexpected_error_is_generic_500_and_logged_once(
 def test_service_refuses_to_start_with_a_different_model(tmp_path: Path, settings: Settings) -> None:
     other = create_embedder(EmbedderSpec(kind="open_clip", model_name=OTHER_TINY_MODEL, pretrained="random"))
     out = tmp_path / "index"
-    build_index(write_catalog(tmp_path, 4), out, other, BuildOptions(progress=False))
+    build_index(write_catalog(tmp_path, 4), out, other, BuildOptions(progress=False), create_extractor(other))
     app = create_app(settings.model_copy(update={"index_dir": out}))
     with pytest.raises(ModelMismatchError, match="was built with"), TestClient(app):
         pass

@@ -3,6 +3,7 @@ running service without a restart."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from indexer.publish import build_lock
 from indexer.update import update_index
 from models.attributes.extractor import create_extractor
 from models.embedder import Embedder
+from search.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from tests.helpers import garment_image, jpeg_bytes, write_catalog
 
 ADMIN = {"X-Admin-Key": "admin-key-0123456789abcdef"}
@@ -28,7 +29,13 @@ def shop(tmp_path: Path, tiny_embedder: Embedder) -> tuple[Path, Path]:
     """(index link, image root): a published 8-item index whose images live under the image root."""
     root = tmp_path / "images-root"
     out = tmp_path / "served" / "index"
-    build_index(write_catalog(root, 8), out, tiny_embedder, BuildOptions(progress=False))
+    build_index(
+        write_catalog(root, 8),
+        out,
+        tiny_embedder,
+        BuildOptions(progress=False),
+        create_extractor(tiny_embedder),
+    )
     for seed in (301, 302):
         garment_image(seed).save(root / "images" / f"new-{seed}.jpg", quality=95)
     return out, root
@@ -141,3 +148,47 @@ def test_cli_changes_are_picked_up_without_a_restart(admin: Settings, tiny_embed
         time.sleep(0.5)
         assert client.get("/readyz").json()["items"] == 7
         assert client.get("/v1/items/item-0004").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "accepted"),
+    [("id", "x" * 256, True), ("id", "x" * 257, False), ("title", "t" * 1000, True),
+     ("title", "t" * 1001, False), ("currency", "EUR", True), ("currency", "EURO", False),
+     ("price", -1, False), ("in_stock", "maybe", False)],
+)  # fmt: skip
+def test_the_admin_api_and_a_feed_accept_the_same_rows(
+    admin: Settings, tmp_path: Path, field: str, value: object, accepted: bool
+) -> None:
+    """One row model, one set of limits: what the admin API takes a feed takes, and what it refuses the feed
+    reports as a bad row (before this, ids of 201-256 characters passed the API and were then skipped)."""
+    from indexer.feed import read_feed
+
+    wanted = row("limit-item", "images/new-301.jpg", **{field: value})
+    feed = admin.image_root / "one.jsonl"
+    feed.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+    parsed = read_feed(feed)
+    with TestClient(create_app(admin)) as client:
+        answer = client.post("/v1/admin/items", json={"items": [wanted]}, headers=ADMIN)
+    assert (answer.status_code == 200) is accepted, answer.text
+    assert (len(parsed.items), len(parsed.bad_rows)) == ((1, 0) if accepted else (0, 1))
+    if accepted:
+        assert answer.json()["added"] == 1 and answer.json()["skipped"] == []
+
+
+def test_admin_changes_pass_items_directly_without_temporary_files(
+    admin: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a catalogue change wrote a temporary file")
+
+    with TestClient(create_app(admin)) as client:
+        for name in ("TemporaryDirectory", "NamedTemporaryFile", "mkstemp", "mkdtemp"):
+            monkeypatch.setattr(tempfile, name, refuse)
+        items = [row("new-301", "images/new-301.jpg"), row("new-301", "images/new-302.jpg")]
+        answer = client.post("/v1/admin/items", json={"items": items}, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["added"] == 1
+    assert body["skipped"] == ["new-301: duplicate id, first seen on line 1"]

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import SecretStr
 
+from search.settings import Settings
 from service.app import create_app
 from service.coview import (
     MAX_ACTIVITY,
@@ -26,7 +27,6 @@ from service.coview import (
     SessionStore,
 )
 from service.errors import TooManyStreamsError
-from service.settings import Settings
 from service.shop_schemas import PushedItem
 from tests.helpers import garment_image, jpeg_bytes
 

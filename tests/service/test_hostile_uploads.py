@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.settings import Settings
+from search.settings import Settings
 from tests.helpers import garment_image
 from tests.models.test_hostile_images import (
     DECODE,

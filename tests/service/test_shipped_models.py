@@ -8,12 +8,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from indexer.build import BuildOptions, build_index
+from models.attributes.extractor import create_extractor
 from models.attributes.taxonomy import load_taxonomy
 from models.embedder import create_embedder
 from models.parser.taxonomy import GARMENT_CLASSES
 from scripts.demo_catalog import generate_catalog
+from search.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +29,7 @@ def scene_and_client(tmp_path_factory: pytest.TempPathFactory):
         root / "index",
         create_embedder(settings.embedder.to_spec()),
         BuildOptions(progress=False),
+        create_extractor(create_embedder(settings.embedder.to_spec())),
     )
     with TestClient(create_app(settings)) as client:
         yield catalog.scenes[0], client

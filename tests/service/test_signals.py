@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from search.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from service.signals import ShopperSignals
 from tests.helpers import CATEGORIES, garment_image, jpeg_bytes
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -24,11 +23,10 @@ from models.fashion_net.data import (
     garment_boxes,
 )
 from models.fashion_net.train import augment
-from tests.helpers import garment_image
+from models.spec import SHIPPED_EMBEDDER
+from tests.helpers import DATA_DIR, garment_image
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-SHIPPED = REPO_ROOT / "models" / "weights" / "fashion-embedder-v1.safetensors"
-DATA_DIR = Path(os.environ.get("FASHION_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +112,10 @@ def test_tensors_from_another_network_are_refused(weights_file: Path, tmp_path: 
         FashionNetEmbedder(tmp_path / "junk.safetensors")
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason=f"{SHIPPED} not trained yet")
+@pytest.mark.skipif(not SHIPPED_EMBEDDER.is_file(), reason=f"{SHIPPED_EMBEDDER} not trained yet")
 def test_shipped_weights_load_and_embed() -> None:
-    assert SHIPPED.stat().st_size < 25 * 1024 * 1024
-    embedder = FashionNetEmbedder(SHIPPED)
+    assert SHIPPED_EMBEDDER.stat().st_size < 25 * 1024 * 1024
+    embedder = FashionNetEmbedder(SHIPPED_EMBEDDER)
     vectors = embedder.embed_images([garment_image(i) for i in range(3)])
     assert vectors.shape == (3, embedder.dimension) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,13 @@ from safetensors.torch import load_file, save_file
 
 from models.detector import Garment
 from models.errors import ModelMismatchError, WeightsNotFoundError
-from models.parser.detector import DEFAULT_WEIGHTS, ParserDetector
+from models.parser.detector import ParserDetector
 from models.parser.network import ParserConfig, build_network, load_network, read_config, save_weights
 from models.parser.taxonomy import GARMENT_CLASSES, PARSER_CLASSES
+from models.spec import SHIPPED_PARSER as DEFAULT_WEIGHTS
+from tests.helpers import DATA_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DATA_DIR = Path(os.environ.get("FASHION_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 SMALL = ParserConfig(input_size=(64, 48))
 
 

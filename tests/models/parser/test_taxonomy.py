@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,9 @@ from models.parser.taxonomy import (
     PARSER_CLASSES,
     label_lookup,
 )
+from tests.helpers import DATA_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DATA_DIR = Path(os.environ.get("FASHION_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 
 
 def test_table_maps_all_59_labels_to_parser_classes() -> None:

@@ -3,29 +3,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from indexer.filters import FilterError, SearchFilters
-from indexer.ranking import CATEGORY_GROUP, Candidate, Profile, RankedItem, RankingConfig, rank
+from indexer.metadata import ItemRecord
 from indexer.store import IndexStore, UnknownCategoryError
 from models.attributes.extractor import AttributeExtractor, GarmentAttributes
 from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement, parse_refinement
-from models.detector import Garment, GarmentDetector
-from models.embedder import Embedder
-from models.errors import FashionSearchError
+from models.embedding import Embedder
+from models.garment import Garment, GarmentDetector
 from models.images import crop_box
+from search.errors import ItemNotFoundError, SearchDeadlineError
+from search.ranking import CATEGORY_GROUP, Candidate, Profile, RankedItem, RankingConfig, rank
 
 TEXT_BLEND = 0.5  # weight of the text vector added to a garment's image vector (open_clip only)
-
-
-class SearchDeadlineError(FashionSearchError):
-    """The search ran past its deadline; it stopped at the next stage boundary."""
 
 
 @dataclass(frozen=True)
@@ -91,52 +90,46 @@ class OutfitSearcher:
             raise UnknownCategoryError(
                 f"unknown category {unknown[0]!r}; the catalogue has: {', '.join(self.store.categories)}"
             )
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        garments = [g for g in self.detector.detect(image) if self._wanted(g, request)]
-        timings["detect"] = _ms_since(started)
-        _check_deadline(request.deadline, "detect", timings)
+        stages = _Stages(request.deadline)
+        with stages.timed("detect"):
+            garments = [g for g in self.detector.detect(image) if self._wanted(g, request)]
+        with stages.timed("embed"):
+            vectors = self.embedder.embed_images([crop_box(image, g.box) for g in garments])
+        with stages.timed("attributes"):
+            attributes = self.extractor.for_garments(image, garments, vectors)
+            refinements = [self._refinement(request.text, g.category) for g in garments]
+            if request.text and self.embedder.has_text_tower:
+                vectors = self._blend_text(vectors, garments, request.text)
+        with stages.timed("search"):
+            searched = [self._candidates(g, v, request) for g, v in zip(garments, vectors, strict=True)]
+        with stages.timed("rank", check=False):
+            config = request.ranking or self.ranking
+            results = []
+            for garment, found, extracted, refinement in zip(
+                garments, searched, attributes, refinements, strict=True
+            ):
+                values = dict(extracted.values)
+                if garment.category is not None:
+                    values[CATEGORY_GROUP] = AttributeGuess(garment.category, 1.0, "predicted")
+                ranked = rank(found, values, config, refinement, request.profile, request.top_k)
+                results.append(GarmentMatches(garment, extracted, refinement, ranked))
+        return OutfitResult(results, stages.timings)
 
-        started = time.perf_counter()
-        vectors = self.embedder.embed_images([crop_box(image, g.box) for g in garments])
-        timings["embed"] = _ms_since(started)
-        _check_deadline(request.deadline, "embed", timings)
+    def item(self, item_id: str) -> ItemRecord:
+        """The catalogue item with this id; ItemNotFoundError (404) when there is none."""
+        record = self.store.item(item_id)
+        if record is None:
+            raise ItemNotFoundError(f"no catalogue item has id {item_id!r}")
+        return record
 
-        started = time.perf_counter()
-        attributes = self.extractor.for_garments(image, garments, vectors)
-        refinements = [self._refinement(request.text, g.category) for g in garments]
-        if request.text and getattr(self.embedder, "has_text_tower", False):
-            vectors = self._blend_text(vectors, garments, request.text)
-        timings["attributes"] = _ms_since(started)
-        _check_deadline(request.deadline, "attributes", timings)
-
-        searched: list[list[Candidate]] = []
-        started = time.perf_counter()
-        for garment, vector in zip(garments, vectors, strict=True):
-            wanted = self._candidate_categories(garment, request)
-            if wanted == frozenset({""}):
-                searched.append([])
-                continue
-            filters = dataclasses.replace(request.filters, categories=wanted) if wanted else request.filters
-            pool = max(self.pool_size, request.top_k)
-            hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters))[0]
-            searched.append([Candidate(hit.item, hit.score) for hit in hits])
-        timings["search"] = _ms_since(started)
-        _check_deadline(request.deadline, "search", timings)
-
-        started = time.perf_counter()
-        config = request.ranking or self.ranking
-        results = []
-        for garment, found, extracted, refinement in zip(
-            garments, searched, attributes, refinements, strict=True
-        ):
-            values = dict(extracted.values)
-            if garment.category is not None:
-                values[CATEGORY_GROUP] = AttributeGuess(garment.category, 1.0, "predicted")
-            ranked = rank(found, values, config, refinement, request.profile, request.top_k)
-            results.append(GarmentMatches(garment, extracted, refinement, ranked))
-        timings["rank"] = _ms_since(started)
-        return OutfitResult(results, timings)
+    def _candidates(self, garment: Garment, vector: np.ndarray, request: SearchRequest) -> list[Candidate]:
+        wanted = self._candidate_categories(garment, request)
+        if wanted == frozenset({""}):
+            return []
+        filters = dataclasses.replace(request.filters, categories=wanted) if wanted else request.filters
+        pool = max(self.pool_size, request.top_k)
+        hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters))[0]
+        return [Candidate(hit.item, hit.score) for hit in hits]
 
     def _wanted(self, garment: Garment, request: SearchRequest) -> bool:
         """False for a garment that a category filter rules out (a shoe when the shopper asked for bags)."""
@@ -165,16 +158,23 @@ class OutfitSearcher:
 
     def _blend_text(self, vectors: np.ndarray, garments: list[Garment], text: str) -> np.ndarray:
         prompts = [f"a photo of a {g.category or 'garment'} {text.strip()}" for g in garments]
-        texts = self.embedder.embed_texts(prompts)  # type: ignore[attr-defined]
+        texts = self.embedder.embed_texts(prompts)
         blended = vectors + TEXT_BLEND * texts
         return (blended / np.linalg.norm(blended, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _check_deadline(deadline: float | None, stage: str, timings: dict[str, float]) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        spent = ", ".join(f"{name} {ms:.0f} ms" for name, ms in timings.items())
-        raise SearchDeadlineError(f"the search ran past its deadline after the {stage} stage ({spent})")
+class _Stages:
+    """Times the searcher's stages in ms and stops at a stage boundary once the deadline has passed."""
 
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.timings: dict[str, float] = {}
 
-def _ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
+    @contextlib.contextmanager
+    def timed(self, stage: str, check: bool = True) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.timings[stage] = round((time.perf_counter() - started) * 1000, 2)
+        if check and self.deadline is not None and time.monotonic() > self.deadline:
+            spent = ", ".join(f"{name} {ms:.0f} ms" for name, ms in self.timings.items())
+            raise SearchDeadlineError(f"the search ran past its deadline after the {stage} stage ({spent})")

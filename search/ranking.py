@@ -18,27 +18,78 @@ a detected top) is a mismatch on it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from indexer.metadata import ItemRecord
 from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement
+from models.attributes.taxonomy import load_taxonomy
 
 CATEGORY_GROUP = "category"
 SECONDARY_AGREEMENT = 0.5
 
 
-@dataclass(frozen=True)
-class RankingConfig:
-    attribute_weight: float = 0.3
-    group_weights: Mapping[str, float] = field(default_factory=dict)
-    default_group_weight: float = 1.0
-    prior: float = 1.0
-    text_weight: float = 3.0
-    profile_max_boost: float = 0.05
+DEFAULT_GROUP_WEIGHTS = {
+    CATEGORY_GROUP: 1.0,
+    "colour": 2.0,
+    "pattern": 1.5,
+    "sleeve_length": 1.0,
+    "neckline": 0.75,
+    "length": 1.0,
+    "fit": 0.5,
+    "material": 0.75,
+    "footwear_type": 1.5,
+}
+
+
+def check_group_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """Weights must name taxonomy groups (or "category") and lie in [0, 10]."""
+    known = [CATEGORY_GROUP, *load_taxonomy().groups]
+    for group, weight in weights.items():
+        if group not in known:
+            raise ValueError(f"unknown attribute group {group!r} in weights; known: {', '.join(known)}")
+        if not 0 <= weight <= 10:
+            raise ValueError(f"weight for {group!r} must be between 0 and 10, got {weight}")
+    return dict(weights)
+
+
+class RankingConfig(BaseModel):
+    """The re-ranking formula's knobs (the module docstring); settings hold one, a request may override it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attribute_weight: float = Field(
+        0.3, ge=0, le=1, description="share of the attribute score in the final score (0 = visual only)"
+    )
+    group_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_GROUP_WEIGHTS),
+        description="weight per attribute group; groups not listed get default_group_weight",
+    )
+    default_group_weight: float = Field(0.5, ge=0, le=10)
+    prior: float = Field(1.0, gt=0, description="pseudo-evidence pulling the attribute score towards 0.5")
+    text_weight: float = Field(3.0, ge=0, le=100, description="multiplier for groups named in `text`")
+    profile_max_boost: float = Field(0.05, ge=0, le=0.5, description="most a shopper profile can add")
+
+    @field_validator("group_weights")
+    @classmethod
+    def _known_groups(cls, weights: dict[str, float]) -> dict[str, float]:
+        return check_group_weights(weights)
 
     def weight(self, group: str) -> float:
         return float(self.group_weights.get(group, self.default_group_weight))
+
+    def overridden(
+        self, group_weights: Mapping[str, float] | None = None, attribute_weight: float | None = None
+    ) -> RankingConfig:
+        """This config with a request's group weights merged in and/or its attribute weight."""
+        update: dict[str, object] = {}
+        if group_weights:
+            update["group_weights"] = {**self.group_weights, **check_group_weights(group_weights)}
+        if attribute_weight is not None:
+            update["attribute_weight"] = attribute_weight
+        return self.model_copy(update=update) if update else self
 
 
 @dataclass(frozen=True)

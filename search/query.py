@@ -1,5 +1,5 @@
-"""Search options from the multipart form: JSON-valued fields (`filters`, `weights`, `profile`) are parsed
-and validated here so every mistake is a 422 naming the field, before any model runs."""
+"""Search options from the multipart form and the CLI's flags: JSON-valued fields (`filters`, `weights`,
+`profile`) are parsed and validated here so every mistake is a 422 naming the field, before any model runs."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from indexer.filters import build_filters
-from indexer.ranking import Profile
-from indexer.search import SearchRequest
 from models.attributes.refinement import MAX_TEXT_CHARS
 from models.attributes.taxonomy import Taxonomy
-from service.errors import InvalidRequestError
-from service.schemas import StrictModel
-from service.settings import Settings, check_group_weights
+from search.errors import InvalidRequestError
+from search.ranking import Profile, check_group_weights
+from search.responses import StrictModel
+from search.searcher import SearchRequest
+from search.settings import Settings
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -109,10 +109,7 @@ def search_request(
     ranking = None
     group_weights = parse_weights(weights)
     if group_weights is not None or attribute_weight is not None:
-        base = settings.ranking
-        if attribute_weight is not None:
-            base = base.model_copy(update={"attribute_weight": attribute_weight})
-        ranking = base.to_config(group_weights)
+        ranking = settings.ranking.overridden(group_weights, attribute_weight)
     return SearchRequest(
         top_k=top_k,
         filters=search_filters,

@@ -1,5 +1,6 @@
 """All settings in one place: FASHION_* environment variables, nested with "__"
-(e.g. FASHION_EMBEDDER__MODEL_NAME). Read when a command or app starts, never at import time."""
+(e.g. FASHION_EMBEDDER__MODEL_NAME). Read when a command or app starts, never at import time. Settings are
+data: `search.runtime` (the composition root) turns them into models, store, searcher and thread counts."""
 
 from __future__ import annotations
 
@@ -9,14 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from indexer.ranking import CATEGORY_GROUP, RankingConfig
-from indexer.search import OutfitSearcher
-from indexer.store import IndexStore
-from models.attributes.extractor import AttributeExtractor
-from models.attributes.taxonomy import load_taxonomy
-from models.detector import GarmentDetector, create_detector
-from models.embedder import Embedder
 from models.spec import RANDOM_INIT, EmbedderSpec
+from search.ranking import RankingConfig
 
 
 class EmbedderSettings(BaseModel):
@@ -49,64 +44,6 @@ class EmbedderSettings(BaseModel):
         return EmbedderSpec(**self.model_dump())
 
 
-DEFAULT_GROUP_WEIGHTS = {
-    "category": 1.0,
-    "colour": 2.0,
-    "pattern": 1.5,
-    "sleeve_length": 1.0,
-    "neckline": 0.75,
-    "length": 1.0,
-    "fit": 0.5,
-    "material": 0.75,
-    "footwear_type": 1.5,
-}
-
-
-def check_group_weights(weights: dict[str, float]) -> dict[str, float]:
-    """Weights must name taxonomy groups (or "category") and lie in [0, 10]."""
-    known = [CATEGORY_GROUP, *load_taxonomy().groups]
-    for group, weight in weights.items():
-        if group not in known:
-            raise ValueError(f"unknown attribute group {group!r} in weights; known: {', '.join(known)}")
-        if not 0 <= weight <= 10:
-            raise ValueError(f"weight for {group!r} must be between 0 and 10, got {weight}")
-    return weights
-
-
-class RankingSettings(BaseModel):
-    """The re-ranking formula's knobs (see indexer/ranking.py); a request may override them."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    attribute_weight: float = Field(
-        0.3, ge=0, le=1, description="share of the attribute score in the final score (0 = visual only)"
-    )
-    group_weights: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_GROUP_WEIGHTS),
-        description="weight per attribute group; groups not listed get default_group_weight",
-    )
-    default_group_weight: float = Field(0.5, ge=0, le=10)
-    prior: float = Field(1.0, gt=0, description="pseudo-evidence pulling the attribute score towards 0.5")
-    text_weight: float = Field(3.0, ge=0, le=100, description="multiplier for groups named in `text`")
-    profile_max_boost: float = Field(0.05, ge=0, le=0.5, description="most a shopper profile can add")
-
-    @field_validator("group_weights")
-    @classmethod
-    def _known_groups(cls, weights: dict[str, float]) -> dict[str, float]:
-        return check_group_weights(weights)
-
-    def to_config(self, overrides: dict[str, float] | None = None) -> RankingConfig:
-        weights = {**self.group_weights, **(overrides or {})}
-        return RankingConfig(
-            attribute_weight=self.attribute_weight,
-            group_weights=weights,
-            default_group_weight=self.default_group_weight,
-            prior=self.prior,
-            text_weight=self.text_weight,
-            profile_max_boost=self.profile_max_boost,
-        )
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FASHION_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -134,7 +71,7 @@ class Settings(BaseSettings):
     detector_runtime: Literal["torch", "onnx"] = Field(
         "onnx", description="parser inference: onnx (ONNX Runtime, exported at load) or torch"
     )
-    ranking: RankingSettings = RankingSettings()
+    ranking: RankingConfig = RankingConfig()
     candidate_pool: int = Field(
         100, ge=1, le=10_000, description="vector-search candidates per garment before attribute re-ranking"
     )
@@ -151,7 +88,7 @@ class Settings(BaseSettings):
     max_concurrent_searches: int = Field(4, ge=1, description="searches running at once; more wait")
     queue_timeout_s: float = Field(2.0, ge=0, description="how long a search waits for a slot before 503")
     request_timeout_s: float = Field(
-        10.0, gt=0, description="deadline for one search, queue wait included; past it the search stops (504)"
+        10.0, gt=0, description="deadline for one search, queue wait included; past it the search stops (503)"
     )
     shutdown_timeout_s: float = Field(
         30.0, ge=0, description="on SIGTERM, how long in-flight requests may take to finish"
@@ -171,9 +108,7 @@ class Settings(BaseSettings):
         default_factory=list, description="storefront origins allowed by CORS, a JSON list; empty = none"
     )
     session_ttl_s: int = Field(
-        1800,
-        ge=1,
-        description="a co-viewing session expires after this long without activity",
+        1800, ge=1, description="a co-viewing session expires after this long without activity"
     )
     session_max_age_s: int = Field(
         14400, ge=1, description="a co-viewing session expires this long after it was created, however active"
@@ -188,7 +123,7 @@ class Settings(BaseSettings):
         description="how often an idle session event stream sends ': ping' (proxies)",
     )
     image_root: Path | None = Field(
-        None, description="catalogue images served at /v1/images/...; unset = image serving off"
+        None, description="catalogue images served at /v1/items/{id}/image; unset = image serving off"
     )
     vector_store: Literal["faiss", "milvus"] = Field(
         "faiss", description="where `index build` puts the vectors: FAISS files, or a Milvus collection"
@@ -222,48 +157,3 @@ class Settings(BaseSettings):
             if len(key.get_secret_value()) < 16:
                 raise ValueError(f"search key #{position + 1} is shorter than 16 characters")
         return keys
-
-    def build_searcher(self, store: IndexStore) -> OutfitSearcher:
-        """Load the embedder, detector and attribute extractor and check them against the opened index."""
-        from models.embedder import create_embedder
-
-        embedder = create_embedder(self.embedder.to_spec())
-        return OutfitSearcher(
-            self.build_detector(),
-            embedder,
-            store,
-            self.build_extractor(embedder),
-            self.ranking.to_config(),
-            self.candidate_pool,
-        )
-
-    def build_extractor(self, embedder: Embedder) -> AttributeExtractor:
-        """Colour from pixels; zero-shot groups when enabled and the embedder has a trained text tower.
-        The index build and the service must use the same settings so both sides predict alike."""
-        from models.attributes.extractor import create_extractor
-
-        return create_extractor(
-            embedder if self.zero_shot else None, zero_shot_min_confidence=self.zero_shot_min_confidence
-        )
-
-    def apply_threads(self) -> None:
-        """Set the process-wide PyTorch and FAISS thread counts (see `torch_threads`, `faiss_threads`)."""
-        import faiss
-        import torch
-
-        faiss.omp_set_num_threads(self.faiss_threads)
-        threads = self.torch_threads
-        if threads == 0 and self.detector_runtime == "onnx" and self.embedder.runtime == "onnx":
-            threads = 1
-        if threads:
-            torch.set_num_threads(threads)
-
-    def build_detector(self) -> GarmentDetector:
-        return create_detector(
-            self.detector,
-            self.detector_weights,
-            self.detector_threads,
-            self.detector_min_score,
-            self.detector_flip,
-            self.detector_runtime,
-        )

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from indexer.metadata import ItemRecord
-from indexer.ranking import Candidate, Profile, RankingConfig, rank
 from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement
+from search.ranking import Candidate, Profile, RankingConfig, rank
 
 
 def item(
