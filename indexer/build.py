@@ -30,7 +30,7 @@ from indexer.vector_backend import (
 )
 from models.attributes.extractor import AttributeExtractor
 from models.attributes.guess import AttributeGuess
-from models.embedder import Embedder
+from models.embedding import Embedder, HeadOutput
 from models.errors import FashionSearchError
 from models.images import decode_image
 
@@ -181,24 +181,28 @@ def describe_items(
     described: list[Described] = []
     chunks: list[np.ndarray] = []
     bad: list[BadRow] = []
-    for good, images, vectors, batch_bad in _embedded_batches(items, embedder, options):
+    for good, images, (vectors, heads), batch_bad in _embedded_batches(items, embedder, options):
         bad.extend(batch_bad)
         _fail_if_strict(options, batch_bad)
         _check_vectors(vectors, len(good), embedder.dimension)
-        for item, image, vector in zip(good, images, vectors, strict=True):
-            described.append(_describe(item, image, vector, extractor))
+        for index, (item, image, vector) in enumerate(zip(good, images, vectors, strict=True)):
+            described.append(_describe(item, image, vector, extractor, heads[index] if heads else None))
         chunks.append(vectors)
     matrix = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dimension), np.float32)
     return described, matrix.astype(np.float32, copy=False), bad
 
 
 def _describe(
-    item: CatalogItem, image: Image.Image, vector: np.ndarray, extractor: AttributeExtractor
+    item: CatalogItem,
+    image: Image.Image,
+    vector: np.ndarray,
+    extractor: AttributeExtractor,
+    heads: HeadOutput | None = None,
 ) -> Described:
     given, extra = extractor.taxonomy.normalise_attributes(item.attributes)
     attributes = {group: AttributeGuess(value, 1.0, "feed") for group, value in given.items()}
     if any(group not in attributes for group in extractor.predicted_groups):
-        predicted = extractor.for_product(image, item.category, vector)
+        predicted = extractor.for_product(image, item.category, vector, heads)
         for group, guess in predicted.values.items():
             attributes.setdefault(group, guess)
     return item, attributes, extra
@@ -237,15 +241,17 @@ def _decoded_batches(
 
 def _embedded_batches(
     items: list[CatalogItem], embedder: Embedder, options: BuildOptions
-) -> Iterator[tuple[list[CatalogItem], list[Image.Image], np.ndarray, list[BadRow]]]:
+) -> Iterator[
+    tuple[list[CatalogItem], list[Image.Image], tuple[np.ndarray, list[HeadOutput] | None], list[BadRow]]
+]:
     done, last_log, started = 0, time.monotonic(), time.monotonic()
     with tqdm(total=len(items), unit="item", desc="embedding", disable=not options.progress) as bar:
         for good, images, bad in _decoded_batches(items, options.batch_size, options.max_image_pixels):
-            vectors = embedder.embed_images(images)
+            described = embedder.describe_images(images)  # vectors, and head outputs in the same pass
             done += len(good) + len(bad)
             bar.update(len(good) + len(bad))
             now = time.monotonic()
             if now - last_log >= LOG_EVERY_S:
                 log.info("embedded %d/%d items, %.1f items/s", done, len(items), done / (now - started))
                 last_log = now
-            yield good, images, vectors, bad
+            yield good, images, described, bad

@@ -14,9 +14,10 @@ from torchvision import transforms
 
 from models.embedding import BatchedEmbedder, Embedder
 from models.errors import ModelMismatchError
+from models.files import read_weights_metadata
 from models.openclip_loader import build_model, build_tokenizer
 from models.runtime import use_torch_threads
-from models.spec import RANDOM_INIT, SHIPPED_EMBEDDER, EmbedderSpec
+from models.spec import MULTITASK_FORMAT, RANDOM_INIT, SHIPPED_EMBEDDER, EmbedderSpec
 
 log = logging.getLogger(__name__)
 
@@ -93,5 +94,9 @@ def create_embedder(spec: EmbedderSpec) -> Embedder:
         from models.fashion_net import FashionNetEmbedder
 
         weights = Path(spec.pretrained) if spec.pretrained else SHIPPED_EMBEDDER
+        if weights.is_file() and read_weights_metadata(weights).get("format") == MULTITASK_FORMAT:
+            from models.fashion_net.multitask_embedder import MultiTaskEmbedder
+
+            return MultiTaskEmbedder(weights, spec.device, spec.threads, spec.batch_size, spec.runtime)
         return FashionNetEmbedder(weights, spec.device, spec.threads, spec.batch_size, spec.runtime)
     return OpenClipEmbedder(spec)

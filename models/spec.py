@@ -13,9 +13,9 @@ SHIPPED_EMBEDDER = WEIGHTS_DIR / "fashion-embedder-v1.safetensors"
 SHIPPED_PARSER = WEIGHTS_DIR / "garment-parser-v2.safetensors"
 SHIPPED_MULTITASK = WEIGHTS_DIR / "fashion-net-v3.safetensors"  # embedding + attribute heads + product gate
 EMBEDDER_KINDS = ("fashion-net", "open_clip")
-DEFAULT_RUNTIME = (
-    "onnx"  # how the shipped networks run unless told otherwise: settings and constructors alike
-)
+# How the shipped networks run unless told otherwise: settings and constructors alike.
+DEFAULT_RUNTIME = "onnx"
+MULTITASK_FORMAT = "fashion-net-multitask"  # a fashion-net weights file with attribute heads (v3)
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,7 @@ class EmbedderSpec:
     allow_download: bool = False
     cache_dir: str | None = None
     seed: int = 0
-    runtime: str = (
-        DEFAULT_RUNTIME  # fashion-net only: "torch" or "onnx" (ONNX Runtime); open_clip runs on torch
-    )
+    runtime: str = DEFAULT_RUNTIME  # fashion-net: "torch" or "onnx" (ONNX Runtime); open_clip: torch
 
     def __post_init__(self) -> None:
         if self.kind not in EMBEDDER_KINDS:

@@ -25,7 +25,7 @@ class AttributeOut(StrictModel):
     confidence: float = Field(
         description="1 for feed values; the model's probability or colour share otherwise"
     )
-    source: str = Field(description="feed, predicted or text")
+    source: str = Field(description="feed, predicted (pixels, zero-shot), model (an attribute head) or text")
     alternatives: list[str] = Field(default_factory=list, description="further values (second colour)")
 
 
@@ -33,7 +33,7 @@ class AgreementOut(StrictModel):
     group: str
     value: str = Field(description="the item's value")
     query: str = Field(description="what the garment (or the shopper's text) asked for")
-    source: str = Field(description="where the item's value came from: feed or predicted")
+    source: str = Field(description="where the item's value came from: feed, predicted or model")
 
 
 class ColourOut(StrictModel):

@@ -33,7 +33,13 @@ def build_embedder(settings: Settings) -> Embedder:
     return create_embedder(settings.embedder.to_spec())
 
 
-def build_detector(settings: Settings) -> GarmentDetector:
+def build_detector(settings: Settings, embedder: Embedder | None = None) -> GarmentDetector:
+    """The detector; behind the product gate when the embedder has one (fashion-net-v3) and it is on."""
+    gate = (
+        embedder
+        if embedder is not None and "gate" in embedder.head_labels and settings.product_gate
+        else None
+    )
     return create_detector(
         settings.detector,
         settings.detector_weights,
@@ -41,14 +47,21 @@ def build_detector(settings: Settings) -> GarmentDetector:
         settings.detector_min_score,
         settings.detector_flip,
         settings.detector_runtime,
+        gate,
+        settings.product_gate_threshold,
     )
 
 
 def build_extractor(settings: Settings, embedder: Embedder) -> AttributeExtractor:
-    """Colour from pixels; zero-shot groups when enabled and the embedder has a trained text tower.
-    The index build and the service both come here, so both sides predict alike."""
+    """Colour from pixels (and the colour head); the groups of the embedder's attribute heads; zero-shot
+    groups when enabled and the embedder has a trained text tower. The index build and the service both
+    come here, so both sides predict alike."""
     return create_extractor(
-        embedder if settings.zero_shot else None, zero_shot_min_confidence=settings.zero_shot_min_confidence
+        embedder if settings.zero_shot else None,
+        zero_shot_min_confidence=settings.zero_shot_min_confidence,
+        heads=embedder,
+        min_head_confidence=settings.head_min_confidence,
+        colour_source=settings.colour_source,
     )
 
 
@@ -56,7 +69,7 @@ def build_searcher(settings: Settings, store: IndexStore, embedder: Embedder | N
     """Load the detector (and the embedder unless given) and check them against the opened index."""
     embedder = embedder or build_embedder(settings)
     return OutfitSearcher(
-        build_detector(settings),
+        build_detector(settings, embedder),
         embedder,
         store,
         build_extractor(settings, embedder),

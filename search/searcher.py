@@ -94,9 +94,9 @@ class OutfitSearcher:
         with stages.timed("detect"):
             garments = [g for g in self.detector.detect(image) if self._wanted(g, request)]
         with stages.timed("embed"):
-            vectors = self.embedder.embed_images([crop_box(image, g.box) for g in garments])
+            vectors, heads = self.embedder.describe_images([crop_box(image, g.box) for g in garments])
         with stages.timed("attributes"):
-            attributes = self.extractor.for_garments(image, garments, vectors)
+            attributes = self.extractor.for_garments(image, garments, vectors, heads)
             refinements = [self._refinement(request.text, g.category) for g in garments]
             if request.text and self.embedder.has_text_tower:
                 vectors = self._blend_text(vectors, garments, request.text)

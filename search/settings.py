@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     detector_runtime: Literal["torch", "onnx"] = Field(
         "onnx", description="parser inference: onnx (ONNX Runtime, exported at load) or torch"
     )
+    product_gate: bool = Field(
+        True,
+        description="with a fashion-net-v3 embedder: a photo its gate head calls a product shot is one "
+        "garment (the whole frame, its category from the category head); street photos go to the parser",
+    )
+    product_gate_threshold: float = Field(0.5, gt=0, le=1, description="P(product) at which the gate opens")
+    head_min_confidence: float = Field(
+        0.5, ge=0, le=1, description="attribute-head values below this calibrated probability stay unknown"
+    )
+    colour_source: Literal["blend", "model", "pixels"] = Field(
+        "blend",
+        description="a garment's colour from its pixels, the colour head (v3), or a blend of both (README)",
+    )
     ranking: RankingConfig = RankingConfig()
     candidate_pool: int = Field(
         100, ge=1, le=10_000, description="vector-search candidates per garment before attribute re-ranking"

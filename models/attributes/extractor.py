@@ -14,9 +14,10 @@ from PIL import Image
 from models.attributes.colour import ColourShare, garment_colours
 from models.attributes.foreground import foreground_mask
 from models.attributes.guess import AttributeGuess
+from models.attributes.heads import blend_colour, head_guesses, model_groups
 from models.attributes.taxonomy import Taxonomy
 from models.attributes.zero_shot import ZeroShotScorer
-from models.embedding import Embedder
+from models.embedding import Embedder, HeadOutput
 from models.garment import Garment
 
 COLOUR_GROUP = "colour"
@@ -30,19 +31,35 @@ class GarmentAttributes:
 
 
 class AttributeExtractor:
-    """Thread-safe once built. `zero_shot` must score vectors of the embedder the caller passes in."""
+    """Thread-safe once built. `zero_shot` must score vectors of the embedder the caller passes in;
+    `head_groups` are the groups the embedder's attribute heads predict (their outputs come per call)."""
 
-    def __init__(self, taxonomy: Taxonomy, zero_shot: ZeroShotScorer | None = None) -> None:
+    def __init__(
+        self,
+        taxonomy: Taxonomy,
+        zero_shot: ZeroShotScorer | None = None,
+        head_groups: Sequence[str] = (),
+        min_head_confidence: float = 0.5,
+        colour_source: str = "blend",
+    ) -> None:
         self.taxonomy = taxonomy
         self.zero_shot = zero_shot
+        self.head_groups = tuple(head_groups)
+        self.min_head_confidence = min_head_confidence
+        self.colour_source = colour_source
+        blend_colour([], None, colour_source)  # a wrong colour source is refused here, not per search
 
     @property
     def predicted_groups(self) -> tuple[str, ...]:
         extra = [g.name for g in self.zero_shot.groups(None)] if self.zero_shot else []
-        return (COLOUR_GROUP, *extra)
+        return tuple(dict.fromkeys((COLOUR_GROUP, *self.head_groups, *extra)))
 
     def for_garments(
-        self, image: Image.Image, garments: Sequence[Garment], vectors: np.ndarray | None = None
+        self,
+        image: Image.Image,
+        garments: Sequence[Garment],
+        vectors: np.ndarray | None = None,
+        heads: Sequence[HeadOutput] | None = None,
     ) -> list[GarmentAttributes]:
         """Street photo: colour from each garment's mask (its box when the detector gave no mask; a
         whole-frame garment without a mask is a product-like shot: its foreground)."""
@@ -53,27 +70,35 @@ class AttributeExtractor:
                 mask = foreground_mask(image)
             colours = garment_colours(image, garment.box, mask)
             vector = vectors[index] if vectors is not None else None
-            results.append(self._combine(colours, vector, garment.category))
+            head = heads[index] if heads is not None else None
+            results.append(self._combine(colours, vector, garment.category, head))
         return results
 
     def for_product(
-        self, image: Image.Image, category: str | None, vector: np.ndarray | None = None
+        self,
+        image: Image.Image,
+        category: str | None,
+        vector: np.ndarray | None = None,
+        heads: HeadOutput | None = None,
     ) -> GarmentAttributes:
-        """Catalogue product shot: colour from the pixels that differ from the backdrop."""
+        """Catalogue product shot: colour from the pixels that differ from the backdrop (and the colour
+        head, per `colour_source`), the other groups from the heads when the embedder has them."""
         colours = garment_colours(image, None, foreground_mask(image))
-        return self._combine(colours, vector, category)
+        return self._combine(colours, vector, category, heads)
 
     def _combine(
-        self, colours: list[ColourShare], vector: np.ndarray | None, category: str | None
+        self,
+        colours: list[ColourShare],
+        vector: np.ndarray | None,
+        category: str | None,
+        heads: HeadOutput | None = None,
     ) -> GarmentAttributes:
         values: dict[str, AttributeGuess] = {}
-        if colours:
-            values[COLOUR_GROUP] = AttributeGuess(
-                colours[0].name,
-                round(min(1.0, colours[0].fraction), 3),
-                "predicted",
-                tuple(share.name for share in colours[1:]),
-            )
+        colour = blend_colour(colours, heads, self.colour_source)
+        if colour is not None:
+            values[COLOUR_GROUP] = colour
+        if heads is not None:
+            values.update(head_guesses(heads, self.taxonomy, category, self.min_head_confidence))
         if self.zero_shot is not None and vector is not None:
             values.update(self.zero_shot.predict(vector, category))
         unknown = tuple(g.name for g in self.taxonomy.groups_for(category) if g.name not in values)
@@ -81,13 +106,20 @@ class AttributeExtractor:
 
 
 def create_extractor(
-    embedder: Embedder | None, taxonomy: Taxonomy | None = None, zero_shot_min_confidence: float = 0.4
+    embedder: Embedder | None,
+    taxonomy: Taxonomy | None = None,
+    zero_shot_min_confidence: float = 0.4,
+    heads: Embedder | None = None,
+    min_head_confidence: float = 0.5,
+    colour_source: str = "blend",
 ) -> AttributeExtractor:
-    """Colour always; zero-shot groups too when `embedder` has an open_clip text tower."""
+    """Colour always; zero-shot groups too when `embedder` has an open_clip text tower; the groups of the
+    attribute heads of `heads` (the embedder that runs them, usually the same one) when it has any."""
     from models.attributes.taxonomy import load_taxonomy
 
     taxonomy = taxonomy or load_taxonomy()
     zero_shot = None
     if embedder is not None and embedder.has_text_tower:
         zero_shot = ZeroShotScorer(embedder, taxonomy, zero_shot_min_confidence)
-    return AttributeExtractor(taxonomy, zero_shot)
+    groups = model_groups(heads.head_labels, taxonomy) if heads is not None else ()
+    return AttributeExtractor(taxonomy, zero_shot, groups, min_head_confidence, colour_source)

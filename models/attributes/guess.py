@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Source = Literal["feed", "predicted", "text"]
-SOURCES: tuple[str, ...] = ("feed", "predicted", "text")
+# feed: the catalogue said so; predicted: colour from pixels or zero-shot; model: a trained attribute head
+# (fashion-net-v3, calibrated confidence); text: the shopper's words.
+Source = Literal["feed", "predicted", "model", "text"]
+SOURCES: tuple[str, ...] = ("feed", "predicted", "model", "text")
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ from models.fashion_net.data import Sample, to_input
 from models.fashion_net.network import ARCHITECTURE as V1_ARCHITECTURE
 from models.fashion_net.network import GeM, network_metadata
 from models.files import read_weights_metadata
+from models.spec import MULTITASK_FORMAT
 
-FORMAT = "fashion-net-multitask"
+FORMAT = MULTITASK_FORMAT
 ARCHITECTURE = "fashion-net-v3-mnv3s"
 DIMENSION = 256
 INPUT_SIZE = 112

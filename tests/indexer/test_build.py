@@ -33,6 +33,11 @@ class FailingEmbedder:
             raise RuntimeError("simulated crash while embedding")
         return self._inner.embed_images(images)
 
+    head_labels: dict[str, tuple[str, ...]] = {}  # no attribute heads
+
+    def describe_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, None]:
+        return self.embed_images(images), None
+
 
 def test_every_catalogue_image_finds_itself_first(built_index: Path, tiny_embedder: Embedder) -> None:
     store = IndexStore.open(built_index)

@@ -52,6 +52,11 @@ class InstrumentedEmbedder:
                 handle.write(f"{len(images)}\n")
         return self._inner.embed_images(images)
 
+    head_labels: dict[str, tuple[str, ...]] = {}  # no attribute heads
+
+    def describe_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, None]:
+        return self.embed_images(images), None
+
 
 def tiny_models(
     config_dir: str, spec: EmbedderSpec, counter: str | None = None, fail_on_marker: bool = False

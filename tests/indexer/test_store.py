@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
@@ -133,6 +134,11 @@ class _Stub:
     def embed_images(self, images: list) -> np.ndarray:
         raise AssertionError("not reached")
 
+    head_labels: dict[str, tuple[str, ...]] = {}  # no attribute heads
+
+    def describe_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, None]:
+        return self.embed_images(images), None
+
 
 def test_text_vector_is_blended_when_the_embedder_has_a_text_tower(
     backend_index: Path, tiny_embedder: Embedder
@@ -147,6 +153,11 @@ def test_text_vector_is_blended_when_the_embedder_has_a_text_tower(
 
         def embed_images(self, images: list) -> np.ndarray:
             return tiny_embedder.embed_images(images)
+
+        head_labels: dict[str, tuple[str, ...]] = {}  # no attribute heads
+
+        def describe_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, None]:
+            return self.embed_images(images), None
 
         def embed_texts(self, texts: list[str]) -> np.ndarray:
             self.prompts.extend(texts)
