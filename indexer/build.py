@@ -35,6 +35,7 @@ from models.errors import FashionSearchError
 from models.images import decode_image
 
 log = logging.getLogger(__name__)
+CATEGORY_GROUP = "category"  # the attribute under which a predicted category is recorded
 LOG_EVERY_S = 10.0
 # One kept catalogue item: its feed row, its attributes (feed-given or predicted) and extra feed attributes.
 Described = tuple[CatalogItem, dict[str, AttributeGuess], dict[str, str]]
@@ -201,6 +202,14 @@ def _describe(
 ) -> Described:
     given, extra = extractor.taxonomy.normalise_attributes(item.attributes)
     attributes = {group: AttributeGuess(value, 1.0, "feed") for group, value in given.items()}
+    if item.category not in extractor.taxonomy.categories and heads is not None:
+        # A category the taxonomy does not know ("kurtas", "misc"): the category head names it when sure;
+        # the feed's word is kept as an extra attribute.
+        guess = extractor.category_of(heads)
+        if guess is not None:
+            extra = {**extra, "feed_category": item.category}
+            item = dataclasses.replace(item, category=guess.value)
+            attributes[CATEGORY_GROUP] = guess
     if any(group not in attributes for group in extractor.predicted_groups):
         predicted = extractor.for_product(image, item.category, vector, heads)
         for group, guess in predicted.values.items():

@@ -217,8 +217,8 @@ def _score(
 
 
 def _item_value(item: ItemRecord, group: str) -> AttributeGuess | None:
-    if group == CATEGORY_GROUP:
-        return AttributeGuess(item.category, 1.0, "feed")
+    if group == CATEGORY_GROUP:  # the feed's category, or the category head's when the feed's was unknown
+        return item.attributes.get(CATEGORY_GROUP) or AttributeGuess(item.category, 1.0, "feed")
     return item.attributes.get(group)
 
 

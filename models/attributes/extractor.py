@@ -86,6 +86,16 @@ class AttributeExtractor:
         colours = garment_colours(image, None, foreground_mask(image))
         return self._combine(colours, vector, category, heads)
 
+    def category_of(self, heads: HeadOutput) -> AttributeGuess | None:
+        """The category head's answer (source "predicted") when it names a taxonomy category with at least
+        `min_head_confidence`; None for "other" (not a garment) or when unsure."""
+        if "category" not in heads.labels:
+            return None
+        value, probability = heads.best("category")
+        if value not in self.taxonomy.categories or probability < self.min_head_confidence:
+            return None
+        return AttributeGuess(value, round(probability, 4), "predicted")
+
     def _combine(
         self,
         colours: list[ColourShare],

@@ -3,6 +3,7 @@ format, attributes from the heads, the product gate, and an index built with ano
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,36 @@ def test_the_shipped_gate_separates_generated_product_shots_from_street_scenes(t
     scenes = [gate.product_probability(Image.open(path).convert("RGB"))[0] for path in catalog.scenes]
     opened = sum(p >= gate.threshold for p in products)
     assert opened >= 0.9 * len(products) and max(scenes) < gate.threshold, (products, scenes)
+
+
+class _SureItIsADress(MultiTaskEmbedder):
+    """The random v3 network, with a category head that is sure every product is a dress."""
+
+    def describe_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[HeadOutput] | None]:
+        vectors, _ = super().describe_images(images)
+        return vectors, [head_output(category=("dress", 0.8))] * len(images)
+
+
+def test_an_unknown_feed_category_is_named_by_the_category_head(tmp_path: Path, v3_file: Path) -> None:
+    import json
+
+    from indexer.build import BuildOptions, build_index
+
+    embedder = _SureItIsADress(v3_file, runtime="torch")
+    feed = write_catalog(tmp_path / "feed", 2)
+    rows = [json.loads(line) for line in feed.read_text().splitlines()]
+    rows[0]["category"] = "mystery garment"
+    feed.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    extractor = create_extractor(None, heads=embedder)
+    build_index(feed, tmp_path / "index", embedder, BuildOptions(progress=False), extractor)
+    store = IndexStore.open(tmp_path / "index")
+    try:
+        guessed, given = store.item(rows[0]["id"]), store.item(rows[1]["id"])
+    finally:
+        store.close()
+    assert guessed is not None and given is not None
+    assert guessed.category == "dress"
+    assert guessed.attributes["category"].source == "predicted"
+    assert guessed.attributes["category"].confidence == pytest.approx(0.8, abs=1e-4)
+    assert guessed.extra_attributes["feed_category"] == "mystery garment"
+    assert given.category == rows[1]["category"] and "category" not in given.attributes
