@@ -9,6 +9,8 @@ Runs, one after the other (each in its own process, so none inherits another's t
   build_throughput   `fashion-search index build` on a generated 2,000-image catalogue, per runtime
   index_scale        vector search latency and recall vs exact at 10k and 100k vectors, per index type
   outfit_quality     ours vs naive on the held-out CCP photos (skipped, with the reason, without data)
+  quality            search quality on held-out real data (fpi, clothing, CCP) through the CLI code path,
+                     against the whole-frame and colour-histogram baselines (skipped without data)
 Each writes its own JSON under --out-dir; then `report.json` gathers the headline figures, the budget
 lines (met or not) and the machine, and `report.md` says the same in a table. `--quick` shrinks every
 run (for checking the suite itself; its figures are not the published ones).
@@ -34,6 +36,7 @@ def commands(args: argparse.Namespace, out: Path) -> dict[str, list[str] | None]
     quick = args.quick
     scale = ["--queries", "100"] if quick else []
     data_ready = (args.data / "ccp" / "labels.json").is_file()
+    quality_ready = data_ready and (args.data / "fpi-train" / "styles.csv").is_file()
     return {
         "pipeline_steps": ["--rounds", "1", "--passes", "1", "--scenes", "4", "--items", "100"]
         if quick
@@ -45,6 +48,9 @@ def commands(args: argparse.Namespace, out: Path) -> dict[str, list[str] | None]
         "index_scale_100k": ["--count", "20000" if quick else "100000", *scale],
         "outfit_quality": (["--data", str(args.data)] + (["--limit", "10"] if quick else []))
         if data_ready
+        else None,
+        "quality": (["--data", str(args.data)] + (["--limit", "20"] if quick else []))
+        if quality_ready
         else None,
     }
 
@@ -103,6 +109,20 @@ def headline(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             side: {k: metrics[side][k]["mean"] for k in ("coverage_at_10", "precision_at_10")}
             for side in ("ours", "naive")
         }
+    real = runs.get("quality", {}).get("result")
+    if real:
+        found["quality"] = {}
+        for name, pipeline in real["pipelines"].items():
+            products = pipeline["product_to_product"]
+            fpi = products.get("fpi", {})
+            found["quality"][name] = {
+                "p10_same_type": products["all"]["p10_same_type"],
+                "p10_same_type_and_colour": fpi.get("p10_same_type_and_colour"),
+                "exactly_one_garment": products["all"]["exactly_one_garment"],
+                "colour_top1": fpi.get("colour_top1"),
+                "street_to_shop_p10_macro": pipeline["street_to_shop"]["p10_macro"],
+                "detection_recall_macro": pipeline["detection"]["recall_macro"],
+            }
     return found
 
 
@@ -164,7 +184,7 @@ def main() -> None:
         if args.only and name not in args.only.split(","):
             continue
         if extra is None:
-            runs[name] = {"status": "skipped", "reason": f"no CCP data under {args.data}"}
+            runs[name] = {"status": "skipped", "reason": f"no CCP (or fpi-train) data under {args.data}"}
             continue
         runs[name] = run(name, extra, out)
     found = headline(runs)
