@@ -11,7 +11,7 @@ from models.errors import ConfigError
 from models.garment import Garment, GarmentDetector
 from models.parser.detector import ParserDetector
 from models.runtime import DEFAULT_RUNTIME
-from models.spec import SHIPPED_PARSER
+from models.spec import PRODUCT_GATE_THRESHOLD, SHIPPED_PARSER
 
 __all__ = [
     "DETECTOR_KINDS",
@@ -49,7 +49,9 @@ class ProductGate:
     garment: the whole frame, named by the category head, never the parser's fragments. The gate head of
     `heads` (fashion-net-v3) decides; anything it does not call a product goes to `street`."""
 
-    def __init__(self, street: GarmentDetector, heads: Embedder, threshold: float = 0.5) -> None:
+    def __init__(
+        self, street: GarmentDetector, heads: Embedder, threshold: float = PRODUCT_GATE_THRESHOLD
+    ) -> None:
         if "gate" not in heads.head_labels or "category" not in heads.head_labels:
             raise ConfigError(f"{heads.name} has no product gate head; use a fashion-net-v3 embedder")
         if not 0.0 < threshold <= 1.0:
@@ -86,7 +88,7 @@ def create_detector(
     flip: bool = True,
     runtime: str = DEFAULT_RUNTIME,
     gate: Embedder | None = None,
-    gate_threshold: float = 0.5,
+    gate_threshold: float = PRODUCT_GATE_THRESHOLD,
 ) -> GarmentDetector:
     """ "garment-parser": the shipped street-photo parser (full frame when it finds nothing), run by
     `runtime` ("torch" or "onnx"), behind the product gate of `gate` when given (a fashion-net-v3

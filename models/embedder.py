@@ -17,7 +17,7 @@ from models.errors import ModelMismatchError
 from models.files import read_weights_metadata
 from models.openclip_loader import build_model, build_tokenizer
 from models.runtime import use_torch_threads
-from models.spec import MULTITASK_FORMAT, RANDOM_INIT, SHIPPED_EMBEDDER, EmbedderSpec
+from models.spec import DEFAULT_FASHION_NET, MULTITASK_FORMAT, RANDOM_INIT, EmbedderSpec
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def create_embedder(spec: EmbedderSpec) -> Embedder:
     if spec.kind == "fashion-net":
         from models.fashion_net import FashionNetEmbedder
 
-        weights = Path(spec.pretrained) if spec.pretrained else SHIPPED_EMBEDDER
+        weights = Path(spec.pretrained) if spec.pretrained else DEFAULT_FASHION_NET
         if weights.is_file() and read_weights_metadata(weights).get("format") == MULTITASK_FORMAT:
             from models.fashion_net.multitask_embedder import MultiTaskEmbedder
 

@@ -12,9 +12,13 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_EMBEDDER = WEIGHTS_DIR / "fashion-embedder-v1.safetensors"
 SHIPPED_PARSER = WEIGHTS_DIR / "garment-parser-v2.safetensors"
 SHIPPED_MULTITASK = WEIGHTS_DIR / "fashion-net-v3.safetensors"  # embedding + attribute heads + product gate
+# The fashion-net weights used when none are named: v3 (v1 stays for comparison and as v3's starting point).
+DEFAULT_FASHION_NET = SHIPPED_MULTITASK
 EMBEDDER_KINDS = ("fashion-net", "open_clip")
 # How the shipped networks run unless told otherwise: settings and constructors alike.
 DEFAULT_RUNTIME = "onnx"
+# P(product) at which the v3 product gate treats a photo as one product (README: why 0.7).
+PRODUCT_GATE_THRESHOLD = 0.7
 MULTITASK_FORMAT = "fashion-net-multitask"  # a fashion-net weights file with attribute heads (v3)
 
 
@@ -23,7 +27,8 @@ class EmbedderSpec:
     """Names an embedder.
 
     kind: "fashion-net" (default: the compact embedder this project trains and ships; `pretrained` is its
-        weights file, empty = the shipped models/weights/fashion-embedder-v1.safetensors) or "open_clip".
+        weights file, empty = the shipped models/weights/fashion-net-v3.safetensors; a v1 file works too)
+        or "open_clip".
     model_name (open_clip): an open_clip architecture ("ViT-B-32"), or a schema id: "hf-hub:org/name"
         (default: Marqo-FashionSigLIP, the recommended production model) or "local-dir:/path/to/folder"
         (config + weights inside).

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.spec import RANDOM_INIT, EmbedderSpec
+from models.spec import PRODUCT_GATE_THRESHOLD, RANDOM_INIT, EmbedderSpec
 from search.ranking import RankingConfig
 
 
@@ -26,7 +26,7 @@ class EmbedderSettings(BaseModel):
     )
     pretrained: str | None = Field(
         None,
-        description="fashion-net: weights file (empty = shipped); "
+        description="fashion-net: weights file (empty = the shipped fashion-net-v3; v1 works too); "
         f"open_clip: tag, checkpoint file or '{RANDOM_INIT}'",
     )
     device: str = "cpu"
@@ -76,13 +76,16 @@ class Settings(BaseSettings):
         description="with a fashion-net-v3 embedder: a photo its gate head calls a product shot is one "
         "garment (the whole frame, its category from the category head); street photos go to the parser",
     )
-    product_gate_threshold: float = Field(0.5, gt=0, le=1, description="P(product) at which the gate opens")
+    product_gate_threshold: float = Field(
+        PRODUCT_GATE_THRESHOLD, gt=0, le=1, description="P(product) at which the gate opens (README)"
+    )
     head_min_confidence: float = Field(
         0.5, ge=0, le=1, description="attribute-head values below this calibrated probability stay unknown"
     )
-    colour_source: Literal["blend", "model", "pixels"] = Field(
-        "blend",
-        description="a garment's colour from its pixels, the colour head (v3), or a blend of both (README)",
+    colour_source: Literal["auto", "blend", "model", "pixels"] = Field(
+        "auto",
+        description="a garment's colour from its pixels, the colour head (v3), a blend of both, or auto: the "
+        "head for a product photo, the blend for a street garment (README)",
     )
     ranking: RankingConfig = RankingConfig()
     candidate_pool: int = Field(

@@ -3,7 +3,8 @@ probability as confidence. A head's value is used only for groups that apply to 
 only when its probability reaches `min_confidence`; below that the group stays unknown (never a guess).
 
 Colour has two sources: the garment's own pixels (k-means shares of its mask or foreground) and the colour
-head. `colour_source` picks one or blends them (see `blend_colour`)."""
+head. `colour_source` picks one or blends them (see `blend_colour`); the extractor's default, "auto", takes
+the head alone for a whole-frame product photo and the blend for a street garment with its parser mask."""
 
 from __future__ import annotations
 

@@ -57,4 +57,4 @@ def test_street_scene_returns_several_garments(scene_and_client: tuple[Path, Tes
 
 def test_manifest_names_the_shipped_embedder(scene_and_client: tuple[Path, TestClient]) -> None:
     _, client = scene_and_client
-    assert client.get("/readyz").json()["model"].startswith("fashion-net:fashion-embedder-v1#")
+    assert client.get("/readyz").json()["model"].startswith("fashion-net:fashion-net-v3#")

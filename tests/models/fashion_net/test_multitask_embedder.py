@@ -254,3 +254,19 @@ def test_an_unknown_feed_category_is_named_by_the_category_head(tmp_path: Path, 
     assert guessed.attributes["category"].confidence == pytest.approx(0.8, abs=1e-4)
     assert guessed.extra_attributes["feed_category"] == "mystery garment"
     assert given.category == rows[1]["category"] and "category" not in given.attributes
+
+
+def test_auto_colour_takes_the_head_for_products_and_the_blend_for_masked_street_garments(
+    v3: MultiTaskEmbedder,
+) -> None:
+    extractor = create_extractor(None, heads=v3)  # colour_source "auto" by default
+    red = Image.new("RGB", (64, 64), (200, 20, 30))
+    head = head_output(colour=("navy", 0.7))
+    assert extractor.for_product(red, "top", None, head).values["colour"].value == "navy"
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[8:56, 8:56] = True
+    street = Garment((8, 8, 56, 56), "top", 0.9, mask)
+    (found,) = extractor.for_garments(red, [street], None, [head])
+    assert found.values["colour"].value == "red"  # 0.5 x pixel share 1.0 beats 0.5 x head 0.7
+    with pytest.raises(ValueError, match="colour source"):
+        create_extractor(None, heads=v3, colour_source="vibes")
