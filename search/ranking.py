@@ -142,10 +142,13 @@ def rank(
     profile: Profile | None = None,
     top_k: int | None = None,
 ) -> list[RankedItem]:
-    """Score every candidate and return the best `top_k` (all when None), best first, ties by item_id."""
-    ranked = [_score(c, garment_values, config, refinement, profile) for c in candidates]
-    ranked.sort(key=lambda r: (-r.score, -r.visual_score, r.item.item_id))
-    return ranked if top_k is None else ranked[:top_k]
+    """Score every candidate and return the best `top_k` (all when None), best first, ties by item_id.
+    The explanations (matched / mismatched) are built for the returned items only."""
+    scored = [_score(c, garment_values, config, refinement, profile, explain=False) for c in candidates]
+    order = sorted(range(len(scored)), key=lambda i: (-scored[i].score, -scored[i].visual_score,
+                                                      scored[i].item.item_id))  # fmt: skip
+    kept = order if top_k is None else order[:top_k]
+    return [_score(candidates[i], garment_values, config, refinement, profile) for i in kept]
 
 
 def _score(
@@ -154,6 +157,7 @@ def _score(
     config: RankingConfig,
     refinement: Refinement | None,
     profile: Profile | None,
+    explain: bool = True,
 ) -> RankedItem:
     item = candidate.item
     total_weight = 0.0
@@ -167,7 +171,8 @@ def _score(
         nonlocal total_weight, total_agreement
         total_weight += weight * evidence
         total_agreement += weight * evidence * agreement
-        (matched if agreement > 0 else mismatched).append(Agreement(group, item_value, asked, source))
+        if explain:
+            (matched if agreement > 0 else mismatched).append(Agreement(group, item_value, asked, source))
 
     wanted = refinement.wanted if refinement else {}
     unwanted = refinement.unwanted if refinement else {}
