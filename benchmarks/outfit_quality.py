@@ -20,7 +20,6 @@ photo; lists and items returned; latency per photo (detect + embed + search, dec
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.arguments import argument_parser
 from benchmarks.machine import machine_info
 from models.attributes.taxonomy import Taxonomy, load_taxonomy
 from models.detector import create_detector
@@ -122,13 +122,9 @@ def summarise(records: list[dict], categories: Sequence[str]) -> dict[str, dict]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__, str(REPO / "benchmarks" / "results" / "outfit_quality.json"))
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "outfit_quality.json")
     parser.add_argument("--limit", type=int, default=0, help="only the first N held-out photos (quick run)")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     ccp, clothing = args.data / "ccp", args.data / "clothing"
     missing = [p for p in (ccp / "labels.json", ccp / "photos", clothing / "images.csv") if not p.exists()]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from models.errors import ModelMismatchError
+from models.errors import ModelMismatchError, WeightsNotFoundError
 
 
 def file_digest(path: Path) -> str:
@@ -26,3 +26,14 @@ def read_weights_metadata(path: Path) -> dict[str, str]:
             return dict(handle.metadata() or {})
     except (SafetensorError, OSError) as exc:
         raise ModelMismatchError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def require_weights(path: Path, what: str, train_command: str, card: str) -> Path:
+    """`path` when it is a file; else WeightsNotFoundError naming the file, how to train it and its card."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"{what} weights {path} do not exist; train them with `{train_command.format(path=path)}` (see "
+            f"{card}) or point the setting at the shipped file"
+        )
+    return path

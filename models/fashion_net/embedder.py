@@ -14,9 +14,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from models.embedding import BatchedEmbedder
-from models.errors import ConfigError, ModelMismatchError, WeightsNotFoundError
+from models.errors import ConfigError, ModelMismatchError
 from models.fashion_net.network import ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, FashionNet, network_metadata
-from models.files import file_digest, read_weights_metadata
+from models.files import file_digest, read_weights_metadata, require_weights
 from models.runtime import DEFAULT_RUNTIME, compile_network
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,20 @@ class FashionNetEmbedder(BatchedEmbedder):
         weights_path = Path(weights_path)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not weights_path.is_file():
-            raise WeightsNotFoundError(
-                f"fashion embedder weights {weights_path} do not exist; train them with `"
-                + TRAIN_COMMAND.format(path=weights_path)
-                + "` (see models/weights/fashion-embedder-v1.md) or point the setting at the shipped file"
-            )
+        if runtime == "onnx" and device != "cpu":
+            raise ConfigError(f"runtime 'onnx' runs on the CPU; device is {device!r}")
+        self.runtime, self._device, self._batch_size = runtime, device, batch_size
+        self._load(weights_path, threads)
+        self._name = f"fashion-net:{weights_path.stem}#{file_digest(weights_path)[:12]}"
+        log.info(
+            "embedder %s ready, dimension %d, input %d px", self._name, self._dimension, self._input_size
+        )
+
+    def _load(self, weights_path: Path, threads: int) -> None:
+        """Read and check the weights; compile the network for `self.runtime` (subclasses load others)."""
+        require_weights(
+            weights_path, "fashion embedder", TRAIN_COMMAND, "models/weights/fashion-embedder-v1.md"
+        )
         metadata = read_weights_metadata(weights_path)
         dimension, self._input_size, mean, std = _parse_metadata(weights_path, metadata)
         self.labels: list[str] = json.loads(metadata.get("labels", "[]"))
@@ -101,21 +109,14 @@ class FashionNetEmbedder(BatchedEmbedder):
                 f"{weights_path} does not fit {ARCHITECTURE} with dimension {dimension}: "
                 f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:2]}"
             ) from exc
-        self._model = model.to(device).eval()
-        if runtime == "onnx" and device != "cpu":
-            raise ConfigError(f"runtime 'onnx' runs on the CPU; device is {device!r}")
-        self.runtime = runtime
+        self._model = model.to(self._device).eval()
         example = torch.zeros(2, 3, self._input_size, self._input_size)
         self._embed = compile_network(
-            _Embed(self._model), runtime, threads, example, "embedding", dynamic={0: "n"}
+            _Embed(self._model), self.runtime, threads, example, "embedding", dynamic={0: "n"}
         )
-        self._device = device
-        self._batch_size = batch_size
         self._dimension = dimension
         self._mean = torch.tensor(mean).view(1, 3, 1, 1)
         self._std = torch.tensor(std).view(1, 3, 1, 1)
-        self._name = f"fashion-net:{weights_path.stem}#{file_digest(weights_path)[:12]}"
-        log.info("embedder %s ready, dimension %d, input %d px", self._name, dimension, self._input_size)
 
     @property
     def input_size(self) -> int:
@@ -129,11 +130,14 @@ class FashionNetEmbedder(BatchedEmbedder):
         return pixels.permute(2, 0, 1).float().div_(255.0)
 
     def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return np.ascontiguousarray(self._run_network(images).cpu().numpy(), dtype=np.float32)
+
+    def _run_network(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The compiled network's output for a batch of images (preprocessed as in training)."""
         pixels = torch.stack([self.preprocess(image) for image in images])
         pixels = ((pixels - self._mean) / self._std).to(self._device)
         with torch.inference_mode():
-            features = self._embed(pixels)
-        return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
+            return self._embed(pixels)
 
 
 class _Embed(torch.nn.Module):

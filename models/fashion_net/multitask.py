@@ -35,7 +35,7 @@ from models.errors import ModelMismatchError, WeightsNotFoundError
 from models.fashion_net.data import Sample, to_input
 from models.fashion_net.network import ARCHITECTURE as V1_ARCHITECTURE
 from models.fashion_net.network import GeM, network_metadata
-from models.files import read_weights_metadata
+from models.files import read_weights_metadata, require_weights
 from models.spec import MULTITASK_FORMAT
 
 FORMAT = MULTITASK_FORMAT
@@ -290,13 +290,7 @@ def save_multitask(
 
 def read_multitask_metadata(path: Path) -> dict[str, Any]:
     """The parsed, checked metadata of a v3 weights file (heads, sources, temperatures, preprocessing)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(
-            f"fashion-net-v3 weights {path} do not exist; train them with `"
-            + TRAIN_COMMAND.format(path=path)
-            + "` (see models/fashion_net/train_v3.py)"
-        )
+    path = require_weights(path, "fashion-net-v3", TRAIN_COMMAND, "models/weights/fashion-net-v3.md")
     raw = read_weights_metadata(path)
     if raw.get("format") != FORMAT or raw.get("architecture") != ARCHITECTURE:
         raise ModelMismatchError(

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.embedding import BatchedEmbedder, HeadOutput
-from models.errors import ConfigError
-from models.fashion_net.multitask import MultiTaskNet, load_multitask
-from models.files import file_digest
-from models.runtime import DEFAULT_RUNTIME, compile_network
+from models.embedding import HeadOutput
+from models.fashion_net.embedder import FashionNetEmbedder
+from models.fashion_net.multitask import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, MultiTaskNet, load_multitask
+from models.runtime import compile_network
 
 log = logging.getLogger(__name__)
 
@@ -36,42 +35,22 @@ class _Packed(torch.nn.Module):
         return torch.cat([embedding, *scaled], dim=1)
 
 
-class MultiTaskEmbedder(BatchedEmbedder):
-    """L2-normalised float32 (n, 256) embeddings plus head probabilities from a fashion-net-v3 file."""
+class MultiTaskEmbedder(FashionNetEmbedder):
+    """L2-normalised float32 (n, 256) embeddings plus head probabilities from a fashion-net-v3 file; the
+    same options, preprocessing and identity (`fashion-net:<stem>#<digest>`) as v1's embedder."""
 
-    def __init__(
-        self,
-        weights_path: Path,
-        device: str = "cpu",
-        threads: int = 0,
-        batch_size: int = 32,
-        runtime: str = DEFAULT_RUNTIME,
-    ) -> None:
-        weights_path = Path(weights_path)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if runtime == "onnx" and device != "cpu":
-            raise ConfigError(f"runtime 'onnx' runs on the CPU; device is {device!r}")
-        model = load_multitask(weights_path, device)
-        self.runtime = runtime
+    def _load(self, weights_path: Path, threads: int) -> None:
+        model = load_multitask(weights_path, self._device)
         self._head_labels = dict(model.head_labels)
-        self._input_size = 112
+        self._input_size = INPUT_SIZE
         self._dimension = model.dimension
-        self._batch_size = batch_size
-        self._device = device
         self._sizes = [len(labels) for labels in self._head_labels.values()]
         example = torch.zeros(2, 3, self._input_size, self._input_size)
-        self._run = compile_network(_Packed(model), runtime, threads, example, "packed", dynamic={0: "n"})
-        self._mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-        self._std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
-        self._name = f"fashion-net:{weights_path.stem}#{file_digest(weights_path)[:12]}"
-        log.info(
-            "embedder %s ready, dimension %d, heads %s", self._name, self._dimension, list(self.head_labels)
+        self._embed = compile_network(
+            _Packed(model), self.runtime, threads, example, "packed", dynamic={0: "n"}
         )
-
-    @property
-    def input_size(self) -> int:
-        return self._input_size
+        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
     @property
     def head_labels(self) -> Mapping[str, tuple[str, ...]]:
@@ -103,13 +82,4 @@ class MultiTaskEmbedder(BatchedEmbedder):
         return np.ascontiguousarray(self._forward(images)[:, : self._dimension], dtype=np.float32)
 
     def _forward(self, images: Sequence[Image.Image]) -> np.ndarray:
-        size = self._input_size
-        batch = []
-        for image in images:
-            resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-            batch.append(torch.from_numpy(np.asarray(resized, dtype=np.uint8).copy()).permute(2, 0, 1))
-        pixels = torch.stack(batch).float().div_(255.0)
-        pixels = ((pixels - self._mean) / self._std).to(self._device)
-        with torch.inference_mode():
-            packed = self._run(pixels)
-        return packed.float().cpu().numpy()
+        return self._run_network(images).float().cpu().numpy()

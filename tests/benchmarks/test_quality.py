@@ -4,7 +4,6 @@ the real data (marked `data`, skipped without it)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +28,7 @@ from benchmarks.quality import (
 from benchmarks.quality_data import Product, TruthGarment, missing_data, truth_garments
 from models.parser.taxonomy import CLASS_INDEX
 from search.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("FASHION_DATA_DIR", REPO.parent / "shared" / "data"))
+from tests.helpers import DATA_DIR, REPO_ROOT
 
 
 def test_precision_at_k_divides_by_k() -> None:
@@ -221,7 +218,7 @@ def test_smoke_run_on_the_real_data(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "benchmarks.quality", "--data", str(DATA_DIR), "--limit", "2",
          "--pipelines", "ours", "--out", str(out)],
-        cwd=REPO, check=True, timeout=120, capture_output=True,
+        cwd=REPO_ROOT, check=True, timeout=120, capture_output=True,
     )  # fmt: skip
     report = json.loads(out.read_text())
     assert report["quick"] and report["data"]["product_queries"] == {"fpi": 2, "clothing": 2}

@@ -5,7 +5,6 @@ order, the catalogue feed), the peer app on generated images, and a smoke run on
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +30,7 @@ from benchmarks.realtime import (
     summarise_system,
     write_catalogue,
 )
-from tests.helpers import garment_image
-
-REPO = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("FASHION_DATA_DIR", REPO.parent / "shared" / "data"))
+from tests.helpers import DATA_DIR, REPO_ROOT, garment_image
 
 
 def test_parse_env_splits_only_where_the_next_setting_begins() -> None:
@@ -175,7 +171,7 @@ def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
     assert missing_data(tmp_path)[0] == tmp_path / "fpi-train" / "styles.csv"
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks.realtime", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert run.returncode != 0
     assert "realtime: data not found" in run.stderr and "styles.csv" in run.stderr and "--data" in run.stderr
@@ -221,7 +217,7 @@ def test_smoke_run_on_the_real_data(tmp_path: Path) -> None:
         [sys.executable, "-m", "benchmarks.realtime", "--data", str(DATA_DIR), "--limit", "3",
          "--catalogue-limit", "8", "--repeats", "1", "--peer-threads", "default", "--configs",
          f"defaults=;gone=FASHION_EMBEDDER__PRETRAINED={absent}", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
