@@ -3,7 +3,6 @@ calibrated probabilities (the heads' `HeadOutput`), behind the same `Embedder` i
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from models.embedding import HeadOutput
 from models.fashion_net.embedder import FashionNetEmbedder
 from models.fashion_net.multitask import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, MultiTaskNet, load_multitask
 from models.runtime import compile_network
-
-log = logging.getLogger(__name__)
 
 
 class _Packed(torch.nn.Module):
