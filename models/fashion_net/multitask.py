@@ -209,12 +209,13 @@ def predict(
     """Embeddings and raw logits of uint8 (n, h, w, 3) pixels, resized to `size`, in batches of 256."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     embeddings, logits = [], defaultdict(list)
     for start in range(0, len(pixels), 256):
-        emb, out = model(to_input(torch.from_numpy(pixels[start : start + 256]), size, mean, std))
-        embeddings.append(emb)
+        emb, out = model(to_input(torch.from_numpy(pixels[start : start + 256]), size, mean, std).to(device))
+        embeddings.append(emb.cpu())
         for name, value in out.items():
-            logits[name].append(value)
+            logits[name].append(value.cpu())
     model.train(was_training)
     return torch.cat(embeddings), {name: torch.cat(values) for name, values in logits.items()}
 

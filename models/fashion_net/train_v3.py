@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=70.0, help="wall-clock training budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--device", default="auto", help="auto (a CUDA GPU when one is there, else the CPU), cpu or cuda[:N]"
+    )
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--limit", type=int, default=None, help="use only the first N images per source (smoke runs)"
@@ -195,9 +198,14 @@ def main(argv: list[str] | None = None) -> int:
 
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    log.info("training on %s", device)
     model = MultiTaskNet(DIMENSION)
     init_from_v1(model, args.init)
-    cosface = CosineClassifier(DIMENSION, len(ARTICLE_LABELS), scale=16.0, margin=0.15)
+    model.to(device)
+    cosface = CosineClassifier(DIMENSION, len(ARTICLE_LABELS), scale=16.0, margin=0.15).to(device)
     trunk_decay = [p for n, p in model.named_parameters() if p.ndim > 1 and not n.startswith("heads.")]
     trunk_no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 and not n.startswith("heads.")]
     head_params = list(model.heads.parameters()) + list(cosface.parameters())
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.work_dir / "checkpoint.pt"
     epoch, elapsed_s, history = 0, 0.0, []
     if checkpoint.is_file() and args.resume:
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=False, map_location="cpu")  # set_state needs CPU bytes
         if state["fingerprint"] != fingerprint:
             raise SystemExit(
                 f"{checkpoint} was trained on {state['fingerprint']}, not {fingerprint}; use --no-resume"
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 group["lr"] = lr * group["mult"]
             rows = order[step * args.batch_size : (step + 1) * args.batch_size]
             batch = augment(train_pixels[rows], INPUT_SIZE, generator, mean, std, min_area=min_area[rows])
-            targets = train_targets[rows]
+            batch, targets = batch.to(device), train_targets[rows].to(device)
             embedding, logits = model(batch)
             losses: dict[str, torch.Tensor] = {}
             article = targets[:, article_column]
