@@ -29,13 +29,12 @@ from indexer.vector_backend import (
     write_vectors,
 )
 from models.attributes.extractor import AttributeExtractor
-from models.attributes.guess import AttributeGuess
+from models.attributes.guess import CATEGORY_GROUP, AttributeGuess
 from models.embedding import Embedder, HeadOutput
 from models.errors import FashionSearchError
 from models.images import decode_image
 
 log = logging.getLogger(__name__)
-CATEGORY_GROUP = "category"  # the attribute under which a predicted category is recorded
 LOG_EVERY_S = 10.0
 # One kept catalogue item: its feed row, its attributes (feed-given or predicted) and extra feed attributes.
 Described = tuple[CatalogItem, dict[str, AttributeGuess], dict[str, str]]

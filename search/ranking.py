@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from indexer.metadata import ItemRecord
-from models.attributes.guess import AttributeGuess
+from models.attributes.guess import CATEGORY_GROUP, AttributeGuess
 from models.attributes.refinement import Refinement
 from models.attributes.taxonomy import load_taxonomy
 
-CATEGORY_GROUP = "category"
 SECONDARY_AGREEMENT = 0.5
 
 

@@ -9,6 +9,8 @@ from typing import Any, Literal
 # (fashion-net-v3, calibrated confidence); text: the shopper's words.
 Source = Literal["feed", "predicted", "model", "text"]
 SOURCES: tuple[str, ...] = ("feed", "predicted", "model", "text")
+# The garment category, scored and recorded like an attribute group (not a taxonomy group).
+CATEGORY_GROUP = "category"
 
 
 @dataclass(frozen=True)
