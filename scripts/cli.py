@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import signal
 import sys
 from collections.abc import Callable
@@ -284,21 +283,13 @@ def serve(
         import uvicorn
 
         from service.app import create_app
+        from service.server import uvicorn_options
 
         settings = _settings(index_dir=index, host=host, port=port)
         app = StartupGuard(create_app(settings))
         signal.signal(signal.SIGTERM, _exit_cleanly)
         try:
-            uvicorn.run(
-                app,
-                host=settings.host,
-                port=settings.port,
-                log_config=None,
-                lifespan="on",
-                # On SIGTERM uvicorn stops accepting, lets in-flight requests finish for this long, then cuts
-                # the rest (a slow client must not hold a rolling update). It takes whole seconds.
-                timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
-            )
+            uvicorn.run(app, **uvicorn_options(settings))
         except SystemExit:
             if app.failure is not None:  # uvicorn exits 3 when the lifespan fails; say why in one line
                 raise app.failure from None
