@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import logging
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -141,7 +142,10 @@ def write_and_publish(
 ) -> tuple[Manifest, Path]:
     """Write the build, publish it, prune old builds (dropping their server collections): the sealed
     manifest and the published build directory."""
-    sealed = write_build(staging, vectors, rows, manifest, started, milvus_uri=options.milvus_uri)
+    try:
+        sealed = write_build(staging, vectors, rows, manifest, started, milvus_uri=options.milvus_uri)
+    except (OSError, sqlite3.Error) as exc:  # a full disk, a folder made read-only meanwhile
+        raise BuildError(f"could not write the new build in {staging}: {exc}; nothing was published") from exc
     prune_vectors = functools.partial(discard_pruned, milvus_uri=options.milvus_uri)
     return sealed, publish(staging, out_dir, options.keep_builds, prune_vectors)
 

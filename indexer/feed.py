@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.attributes.taxonomy import load_taxonomy
-from models.errors import FashionSearchError
+from models.errors import FashionSearchError, shown
 from models.files import file_digest
 
 REQUIRED_FIELDS = ("id", "image", "title", "category")
@@ -214,6 +214,11 @@ def row_reason(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
+# Fields that name a file or a key: no control character at all (NUL, newline, ...). Other text: no NUL.
+PLAIN_FIELDS = frozenset({"id", "image", "category", "currency"})
+CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(32), 127))
+
+
 def _text(raw: dict[str, Any], key: str, max_len: int, default: str | None = None) -> str:
     value = raw.get(key, default)
     if value is None and default is not None:
@@ -225,6 +230,9 @@ def _text(raw: dict[str, Any], key: str, max_len: int, default: str | None = Non
     value = value.strip()
     if len(value) > max_len:
         raise RowError(f"{key} is {len(value)} characters long; the limit is {max_len}")
+    controls = "\x00" if key not in PLAIN_FIELDS else CONTROL_CHARACTERS
+    if any(char in controls for char in value):
+        raise RowError(f"{key} contains a control character (e.g. a NUL byte): {shown(value)}")
     return value
 
 
@@ -236,9 +244,9 @@ def _price(value: Any) -> float | None:
     try:
         price = float(value)
     except (TypeError, ValueError):
-        raise RowError(f"price must be a number, got {value!r}") from None
+        raise RowError(f"price must be a number, got {shown(value)}") from None
     if not math.isfinite(price) or price < 0:
-        raise RowError(f"price must be a finite number >= 0, got {value!r}")
+        raise RowError(f"price must be a finite number >= 0, got {shown(value)}")
     return price
 
 
@@ -247,7 +255,7 @@ def _bool(value: Any) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise RowError(f"in_stock must be true or false, got {value!r}")
+    raise RowError(f"in_stock must be true or false, got {shown(value)}")
 
 
 def _attributes(value: Any) -> dict[str, str]:
@@ -256,6 +264,6 @@ def _attributes(value: Any) -> dict[str, str]:
     clean: dict[str, str] = {}
     for group, attr in value.items():
         if not isinstance(attr, str | int | float) or isinstance(attr, bool):
-            raise RowError(f"attribute {group!r} must be text, got {type(attr).__name__}")
+            raise RowError(f"attribute {shown(group)} must be text, got {type(attr).__name__}")
         clean[str(group).strip().lower()] = str(attr).strip().lower()
     return clean

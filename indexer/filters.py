@@ -10,7 +10,7 @@ import numpy as np
 
 from indexer.metadata import ItemRecord
 from models.attributes.taxonomy import Taxonomy
-from models.errors import FashionSearchError
+from models.errors import FashionSearchError, listed, shown
 
 UNISEX = "unisex"
 
@@ -109,10 +109,10 @@ def build_filters(
     for raw_group, raw_values in (attributes or {}).items():
         group = taxonomy.group(raw_group)
         if group is None:
-            raise FilterError(f"unknown attribute group {raw_group!r}; known: {', '.join(taxonomy.groups)}")
+            raise FilterError(f"unknown attribute group {shown(raw_group)}; known: {listed(taxonomy.groups)}")
         values = [raw_values] if isinstance(raw_values, str) else list(raw_values)
         if not values:
-            raise FilterError(f"attribute filter {raw_group!r} lists no values")
+            raise FilterError(f"attribute filter {shown(raw_group)} lists no values")
         normalised[group.name] = normalised.get(group.name, frozenset()) | {
             _value(taxonomy, group.name, value) for value in values
         }
@@ -131,6 +131,6 @@ def build_filters(
 def _value(taxonomy: Taxonomy, group: str, raw: str) -> str:
     value = taxonomy.normalise_value(group, raw)
     if value is None:
-        known = ", ".join(taxonomy.groups[group].value_names)
-        raise FilterError(f"unknown {group} value {raw!r}; known: {known}")
+        known = listed(taxonomy.groups[group].value_names)
+        raise FilterError(f"unknown {group} value {shown(raw)}; known: {known}")
     return value

@@ -65,7 +65,13 @@ class Manifest:
         a vector file whose numbers are damaged without complaint, and would serve wrong neighbours."""
         for name, recorded in sorted(self.checksums.items()):
             path = directory / name
-            found = file_digest(path)
+            try:
+                found = file_digest(path)
+            except OSError as exc:
+                raise IndexCorruptError(
+                    f"{path} cannot be read ({exc.strerror or exc}): the index is incomplete or damaged; "
+                    "rebuild it or serve an older build"
+                ) from exc
             if found != recorded:
                 raise IndexCorruptError(
                     f"{path} is damaged or was changed after the build: its SHA-256 is {found[:12]}..., "

@@ -46,11 +46,20 @@ def check_out_dir(out_dir: Path) -> None:
         )
 
 
+def unwritable(place: Path, exc: OSError) -> BuildError:
+    """The refusal when the index's folders cannot be written (read-only, full disk, permissions)."""
+    return BuildError(f"cannot write under {place}: {exc.strerror or exc}; the published index is unchanged")
+
+
 @contextlib.contextmanager
 def build_lock(out_dir: Path) -> Iterator[None]:
     root = builds_root(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as handle:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = (root / ".lock").open("a")
+    except OSError as exc:
+        raise unwritable(root, exc) from exc
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -72,7 +81,10 @@ def new_staging_dir(out_dir: Path) -> Path:
     now_ns = time.time_ns()  # one clock reading: names sort in build order even across a second boundary
     build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_ns // 10**9)) + f"-{now_ns % 10**9:09d}"
     staging = root / f"{build_id}{PARTIAL_SUFFIX}"
-    staging.mkdir()
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise unwritable(root, exc) from exc
     return staging
 
 
@@ -82,22 +94,41 @@ def publish(staging: Path, out_dir: Path, keep: int, on_prune: Callable[[Path], 
     if not (staging / MANIFEST_NAME).is_file():
         raise BuildError(f"refusing to publish {staging}: it has no {MANIFEST_NAME}")
     final = staging.with_name(staging.name.removesuffix(PARTIAL_SUFFIX))
+    check_out_dir(out_dir)
     for part in staging.iterdir():  # the data itself is on disk before the link can point at it
         if part.is_file():
             fsync_path(part)
     fsync_path(staging)
     os.rename(staging, final)
+    try:
+        _point_link(out_dir, final)
+    except (OSError, BuildError) as exc:
+        # Never published, so it must not count as a kept build (prune would drop a real one for it): back
+        # to a partial build, which the caller discards.
+        os.rename(final, staging)
+        if isinstance(exc, BuildError):
+            raise
+        raise unwritable(out_dir.parent, exc) from exc
+    fsync_path(out_dir.parent)
+    prune(out_dir, keep, on_prune)
+    return final
+
+
+def _point_link(out_dir: Path, build: Path) -> None:
+    """Replace the `out_dir` link by one to `build`, in one rename(2)."""
     check_out_dir(out_dir)
     if out_dir.exists() and not out_dir.is_symlink():
         out_dir.rmdir()  # an empty directory created by hand or by a volume mount
     link_tmp = out_dir.with_name(f".{out_dir.name}.link-{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         link_tmp.unlink()
-    os.symlink(os.path.relpath(final, out_dir.parent), link_tmp)
-    os.replace(link_tmp, out_dir)
-    fsync_path(out_dir.parent)
-    prune(out_dir, keep, on_prune)
-    return final
+    try:
+        os.symlink(os.path.relpath(build, out_dir.parent), link_tmp)
+        os.replace(link_tmp, out_dir)
+    except OSError:
+        with contextlib.suppress(OSError):
+            link_tmp.unlink()
+        raise
 
 
 def prune(out_dir: Path, keep: int, on_prune: Callable[[Path], None] | None = None) -> None:

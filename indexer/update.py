@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -147,14 +148,24 @@ def _published_build(out_dir: Path) -> Path:
 
 
 def _read_build(build: Path, manifest: Manifest) -> tuple[list[ItemRecord], np.ndarray]:
-    reader = MetadataReader(build / METADATA_NAME)
+    """The published build's items and raw vectors; IndexCorruptError (the same refusal as a reload) when
+    either is missing or unreadable."""
+    if not (build / METADATA_NAME).is_file():
+        raise IndexCorruptError(f"{build / METADATA_NAME} is missing: the published index is incomplete")
     try:
-        records = reader.all_records()
-    finally:
-        reader.close()
+        reader = MetadataReader(build / METADATA_NAME)
+        try:
+            records = reader.all_records()
+        finally:
+            reader.close()
+    except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a row's JSON columns
+        raise IndexCorruptError(f"{build / METADATA_NAME} is not a readable item database: {exc}") from exc
     raw = build / RAW_VECTORS_NAME
     if raw.is_file():
-        vectors = np.load(raw, allow_pickle=False)
+        try:
+            vectors = np.load(raw, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(f"{raw} is not a readable vector file: {exc}") from exc
     else:  # a build from before vectors.npy: only an exact index holds the vectors themselves
         index = faiss.read_index(str(build / VECTORS_NAME))
         if not isinstance(faiss.downcast_index(index), faiss.IndexFlat):

@@ -63,6 +63,9 @@ def _run(action: Callable[[], None]) -> None:
         action()
     except FashionSearchError as exc:
         _fail(str(exc))
+    except OSError as exc:  # a file or folder the command cannot read or write
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}")
     except KeyboardInterrupt:
         _fail("interrupted; any previously published index is unchanged", code=130)
 

@@ -26,6 +26,7 @@ from indexer.metadata import ItemRecord
 from models.attributes.guess import CATEGORY_GROUP, AttributeGuess
 from models.attributes.refinement import Refinement
 from models.attributes.taxonomy import load_taxonomy
+from models.errors import listed, shown
 
 SECONDARY_AGREEMENT = 0.5
 
@@ -48,9 +49,9 @@ def check_group_weights(weights: Mapping[str, float]) -> dict[str, float]:
     known = [CATEGORY_GROUP, *load_taxonomy().groups]
     for group, weight in weights.items():
         if group not in known:
-            raise ValueError(f"unknown attribute group {group!r} in weights; known: {', '.join(known)}")
+            raise ValueError(f"unknown attribute group {shown(group)} in weights; known: {listed(known)}")
         if not 0 <= weight <= 10:
-            raise ValueError(f"weight for {group!r} must be between 0 and 10, got {weight}")
+            raise ValueError(f"weight for {shown(group)} must be between 0 and 10, got {weight}")
     return dict(weights)
 
 

@@ -19,6 +19,7 @@ from models.attributes.extractor import AttributeExtractor, GarmentAttributes
 from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement, parse_refinement
 from models.embedding import Embedder
+from models.errors import listed, shown
 from models.garment import Garment, GarmentDetector
 from models.images import crop_box
 from search.errors import ItemNotFoundError, SearchDeadlineError
@@ -88,7 +89,7 @@ class OutfitSearcher:
         unknown = sorted(request.filters.categories - set(self.store.categories))
         if unknown:
             raise UnknownCategoryError(
-                f"unknown category {unknown[0]!r}; the catalogue has: {', '.join(self.store.categories)}"
+                f"unknown category {shown(unknown[0])}; the catalogue has: {listed(self.store.categories)}"
             )
         stages = _Stages(request.deadline)
         with stages.timed("detect"):
@@ -119,7 +120,7 @@ class OutfitSearcher:
         """The catalogue item with this id; ItemNotFoundError (404) when there is none."""
         record = self.store.item(item_id)
         if record is None:
-            raise ItemNotFoundError(f"no catalogue item has id {item_id!r}")
+            raise ItemNotFoundError(f"no catalogue item has id {shown(item_id)}")
         return record
 
     def _candidates(self, garment: Garment, vector: np.ndarray, request: SearchRequest) -> list[Candidate]:

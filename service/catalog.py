@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from indexer.feed import CatalogItem, CatalogRow
 from indexer.update import Mode, update_index
+from models.errors import shown
 from search.errors import InvalidRequestError
 from search.runtime import build_options
 from search.searcher import OutfitSearcher
@@ -62,17 +63,22 @@ def _items_under(rows: list[CatalogRow], image_root: Path | None) -> list[Catalo
     root = image_root.resolve()
     items = []
     for line, row in enumerate(rows, start=1):
-        image = (root / row.image).resolve()
-        if not _is_file_under(image, root) or Path(row.image).is_absolute():
+        image = _file_under(row.image, root)
+        if image is None:
             raise InvalidRequestError(
-                f"item {row.id!r}: image {row.image!r} is not a file under the image root; nothing changed"
+                f"item {shown(row.id)}: image {shown(row.image)} is not a file under the image root; "
+                "nothing changed"
             )
         items.append(row.model_copy(update={"image": str(image)}).to_item(root, line))
     return items
 
 
-def _is_file_under(image: Path, root: Path) -> bool:
+def _file_under(stored: str, root: Path) -> Path | None:
+    """The image file `stored` names under `root` (symlinks followed), or None."""
+    if Path(stored).is_absolute():
+        return None
     try:
-        return image.is_relative_to(root) and image.is_file()
+        image = (root / stored).resolve()
+        return image if image.is_relative_to(root) and image.is_file() else None
     except (OSError, ValueError):  # a NUL byte or an over-long name
-        return False
+        return None

@@ -108,3 +108,15 @@ def test_categories_are_normalised_through_the_taxonomy(tmp_path: Path) -> None:
     feed = tmp_path / "feed.jsonl"
     feed.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert [item.category for item in read_feed(feed).items] == ["top", "trousers", "swim wear"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("image", "images/item-0000\x00.jpg"), ("id", "item\n0000"), ("title", "Nice\x00top")],
+)
+def test_control_characters_in_names_are_bad_rows(tmp_path: Path, field: str, value: str) -> None:
+    feed = write_catalog(tmp_path, 1)
+    row = json.loads(feed.read_text().splitlines()[0])
+    feed.write_text(json.dumps({**row, field: value}) + "\n", encoding="utf-8")
+    result = read_feed(feed)
+    assert result.items == [] and "control character" in result.bad_rows[0].reason

@@ -132,6 +132,10 @@ def test_deadline_is_checked_between_stages(client: TestClient, monkeypatch: pyt
         ("price_min 10 is above price_max 5", "price_min 10 is above price_max 5"),
         ("see https://shop.example/p/1", "see https://shop.example/p/1"),
         ("open_clip:local-dir:/models/siglip/None", "open_clip:local-dir:<...>/None"),
+        ("cannot read /srv/my data (prod)/index/vectors.faiss: bad", "cannot read <...>/vectors.faiss: bad"),
+        ("'/home/a b/w.safetensors' is missing", "'<...>/w.safetensors' is missing"),
+        ("files /srv/a/b, /srv/c/d (two)", "files <...>/b, <...>/d (two)"),  # two paths stay two
+        ("POST /v1/search and /tmp/x", "POST <...>/search and <...>/x"),
     ],
 )
 def test_error_messages_never_carry_absolute_paths(message: str, expected: str) -> None:
