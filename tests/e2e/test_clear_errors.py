@@ -9,7 +9,10 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pytest
 
 from indexer.manifest import METADATA_NAME
 from indexer.publish import PARTIAL_SUFFIX, builds_root
-from tests.e2e.serving import cli, running_server, tiny_model_env
+from tests.e2e.serving import cli, running_server, start_server, tiny_model_env, write_slow_catalog
 from tests.helpers import garment_image, jpeg_bytes, write_catalog
 
 pytestmark = pytest.mark.slow
@@ -143,7 +146,8 @@ def test_a_read_only_index_folder_is_409_over_http_and_one_line_in_the_cli(
         assert body["code"] == "update_refused" and "unchanged" in body["message"]
         assert "my data" not in body["message"]  # the path is redacted, spaces and brackets included
         feed = shop / "more.jsonl"
-        feed.write_text(json.dumps(new_item(str(shop / "shop" / "images" / "new-900.jpg"))["items"][0]) + "\n")
+        row = new_item(str(shop / "shop" / "images" / "new-900.jpg"))["items"]
+        feed.write_text(json.dumps(row[0]) + "\n")
         line = one_error_line(cli("index", "add", str(feed), "--index", str(out), env=env))
         assert "cannot write under" in line
     assert out.resolve() == before
@@ -185,3 +189,39 @@ def test_an_admin_change_on_a_build_without_its_item_database_is_409(
         assert search(base).is_success  # the open index keeps serving
     assert (root / "index").resolve() == before
     assert not list(builds_root(root / "index").glob(f"*{PARTIAL_SUFFIX}"))
+
+
+def test_a_killed_admin_change_leaves_nothing_behind(tmp_path: Path, env: dict[str, str]) -> None:
+    """kill -9 while an admin change embeds its rows: no scratch folder in the server's temp dir, and the next
+    change (after a restart) publishes cleanly with nothing partial left."""
+    out = tmp_path / "index"
+    assert build(out, tmp_path / "shop", env).returncode == 0
+    slow = write_slow_catalog(tmp_path / "big", 120)
+    rows = [json.loads(line) for line in slow.read_text().splitlines()]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    serving = {**env, "FASHION_ADMIN_KEY": ADMIN_KEY, "FASHION_IMAGE_ROOT": str(tmp_path / "big"),
+               "FASHION_RELOAD_POLL_S": "0", "TMPDIR": str(scratch)}  # fmt: skip
+    process, base = start_server(out, serving)
+    try:
+
+        def post_change() -> None:
+            with contextlib.suppress(httpx.TransportError):  # the server is killed mid-request
+                httpx.post(f"{base}/v1/admin/items", json={"items": rows}, headers=ADMIN, timeout=60)
+
+        change = threading.Thread(target=post_change, daemon=True)
+        change.start()
+        time.sleep(1.5)  # the change is embedding its 120 rows
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.log_path.unlink(missing_ok=True)
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("fashion")]
+    with running_server(out, serving) as restarted:
+        answer = httpx.post(
+            f"{restarted}/v1/admin/items", json={"items": rows[:2]}, headers=ADMIN, timeout=60
+        )
+        assert answer.status_code == 200 and answer.json()["added"] == 2, answer.text[:300]
+    assert not list(builds_root(out).glob(f"*{PARTIAL_SUFFIX}"))
