@@ -2,7 +2,9 @@
 
 The format is decided from the magic bytes, never from a declared media type or file name, and PIL is
 only ever offered that one parser. Pixel limits are checked from the header before any pixel is
-decoded. Output is always an upright RGB image of the first frame.
+decoded, and a JPEG's scan count (its decode cost per pixel) from its marker stream (models.jpeg_markers).
+Pillow's warnings are summarised in one log line per image (models.image_warnings). Output is always an
+upright RGB image of the first frame.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Callable, Iterator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageTypeError
+from models.image_warnings import PILLOW_WARNINGS
+from models.jpeg_markers import MAX_JPEG_SCANS, check_jpeg_markers
 
 # What we decode (PIL's parsers, and pillow-heif's for HEIF); HEADER_READERS below has one per format.
 SUPPORTED_LIST = "JPEG, PNG, WebP, GIF, BMP, HEIC/HEIF"
@@ -254,18 +258,25 @@ HEIF_PLUGIN = HeifPlugin()
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError, struct.error)
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int, max_jpeg_scans: int = MAX_JPEG_SCANS) -> Image.Image:
     """Decode untrusted bytes into an upright RGB image of the first frame, refusing anything over
-    `max_pixels`. Raises only ImageDecodeError (422), ImageTooLargeError (413) and
-    UnsupportedImageTypeError (415)."""
+    `max_pixels` and JPEGs with more than `max_jpeg_scans` scans. Raises only ImageDecodeError (422),
+    ImageTooLargeError (413) and UnsupportedImageTypeError (415)."""
     if not data:
         raise ImageDecodeError("the image is empty (0 bytes)")
     image_format = sniff_format(data)
+    if image_format == "JPEG":
+        check_jpeg_markers(data, max_jpeg_scans)  # before our header reader and PIL walk the markers
     if image_format == "HEIF":
         HEIF_PLUGIN.enable()
     declared = header_size(data, image_format)
     if declared is not None:
         check_pixels(declared, max_pixels)
+    with PILLOW_WARNINGS.summarised(image_format):
+        return _decode(data, image_format, max_pixels)
+
+
+def _decode(data: bytes, image_format: str, max_pixels: int) -> Image.Image:
     try:
         image: Image.Image = Image.open(io.BytesIO(data), formats=(image_format,))
         check_pixels(image.size, max_pixels)

@@ -14,6 +14,7 @@ import functools
 import io
 import random
 import struct
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from PIL import Image, ImageFile
 from models import images
 from models.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageTypeError
 from models.images import decode_image
+from models.jpeg_markers import MAX_JPEG_SCANS, count_markers
 from tests.helpers import garment_image
 
 LIMIT = 1_000_000  # the service tests' max_image_pixels, so both suites share expectations
@@ -125,6 +127,42 @@ def exif_jpeg(orientation: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
     return encode(Image.new("RGB", (30, 10), (0, 90, 200)), "JPEG", exif=exif.tobytes())
+
+
+def jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
+
+
+def scan_bomb(width: int, height: int, scans: int, between_scans: bytes = b"") -> bytes:
+    """A greyscale progressive JPEG of `scans` scans that carry almost no data but each make libjpeg walk
+    all 63 coefficients of every 8x8 block: a DC scan (one bit a block), a first AC scan, then AC
+    refinement scans, each a few runs of 32,767 empty blocks (EOB14 and 14 one bits). 6000x6000 with 500
+    scans is 100 KB and took 12 s to decode. `between_scans` goes after each scan's data."""
+    blocks = -(-width // 8) * -(-height // 8)
+    bits = ("0" + "1" * 14) * -(-blocks // 32767)
+    bits += "1" * (-len(bits) % 8)  # pad with one bits, as encoders do
+    runs = int(bits, 2).to_bytes(len(bits) // 8, "big").replace(b"\xff", b"\xff\x00")
+
+    def table(kind: int, symbol: int) -> bytes:  # one symbol with the one-bit code "0"
+        return jpeg_segment(0xC4, bytes([kind, 1] + [0] * 15 + [symbol]))
+
+    def scan(header: bytes, data: bytes) -> bytes:
+        return jpeg_segment(0xDA, b"\x01\x01\x00" + header) + data + between_scans
+
+    head = jpeg_segment(0xDB, b"\x00" + bytes([1] * 64))
+    head += jpeg_segment(0xC2, struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00")
+    head += table(0x00, 0x00) + table(0x10, 0xE0)  # DC: difference 0; AC: EOB run of 2**14 and more
+    body = scan(b"\x00\x00\x00", bytes(-(-blocks // 8))) + scan(b"\x01\x3f\x01", runs)
+    body += scan(b"\x01\x3f\x10", runs) * (scans - 2)
+    return b"\xff\xd8" + head + body + b"\xff\xd9"
+
+
+def exif_flood_png(entries: int) -> bytes:
+    """A 16x16 PNG whose EXIF IFD has `entries` tags that each claim 1 GB of data: Pillow warns once
+    per tag, with the tag in the message (65,535 entries: 786 KB, 13 MB of warnings)."""
+    ifd = b"MM\x00*\x00\x00\x00\x08" + struct.pack(">H", entries)
+    ifd += b"".join(struct.pack(">HHII", 1 + tag, 4, 0x10000000, 8) for tag in range(entries))
+    return encode(Image.new("RGB", (16, 16), (10, 120, 200)), "PNG", exif=ifd + bytes(4))
 
 
 @functools.cache
@@ -378,6 +416,102 @@ def test_only_the_sniffed_parser_is_offered(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(images.Image, "open", lambda fp, formats: offered.append(formats) or real_open(fp))
     decode_image(valid_images()["png"], LIMIT)
     assert offered == [("PNG",)]
+
+
+def test_progressive_scan_bomb_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """6000x6000 with 500 scans: 100 KB that took 12 s of CPU. Refused from its marker stream, fast."""
+    data = scan_bomb(6000, 6000, 500)
+    monkeypatch.setattr(images.Image, "open", lambda *a, **k: pytest.fail("PIL opened the scan bomb"))
+    started = time.perf_counter()
+    with pytest.raises(ImageDecodeError, match=f"500 scans; the limit is {MAX_JPEG_SCANS}"):
+        decode_image(data, 40_000_000)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_scan_limit_is_exact_and_adjustable() -> None:
+    assert decode_image(scan_bomb(64, 48, MAX_JPEG_SCANS), LIMIT).size == (64, 48)
+    with pytest.raises(ImageDecodeError, match=f"{MAX_JPEG_SCANS + 1} scans"):
+        decode_image(scan_bomb(64, 48, MAX_JPEG_SCANS + 1), LIMIT)
+    with pytest.raises(ImageDecodeError, match="12 scans; the limit is 11"):
+        decode_image(scan_bomb(64, 48, 12), LIMIT, max_jpeg_scans=11)
+
+
+@pytest.mark.parametrize(
+    "between_scans",
+    [b"\xff\xff\xff", b"junk\xff\x00", b"\xff\xd0\xff\xd7\xff\x01", b"\xff\xfe\x00\x00"],
+    ids=["fill-bytes", "junk-and-stuffing", "rst-and-tem", "comment-with-length-0"],
+)
+def test_scans_are_counted_as_libjpeg_reads_them(between_scans: bytes) -> None:
+    """Between scans libjpeg skips fill bytes, junk, stuffed zeros, RSTn/TEM and reads on after a
+    length under 2: none of them may hide a scan from the count (each variant decodes before the fix)."""
+    data = scan_bomb(64, 48, 100, between_scans)
+    assert count_markers(data).scans == 100
+    with pytest.raises(ImageDecodeError, match="100 scans"):
+        decode_image(data, LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("mode", "options", "scans"),
+    [
+        ("RGB", {}, 1),
+        ("RGB", {"progressive": True}, 10),
+        ("RGB", {"progressive": True, "optimize": True}, 10),
+        ("L", {"progressive": True}, 6),
+        ("CMYK", {"progressive": True}, 18),
+        ("RGB", {"progressive": True, "restart_marker_blocks": 1}, 10),
+        ("L", {"restart_marker_rows": 1}, 1),
+    ],
+)
+def test_real_jpegs_are_counted_exactly_and_decode(mode: str, options: dict[str, object], scans: int) -> None:
+    """Noise gives entropy-coded data full of stuffed 0xFF00 bytes (and RSTn with restart markers)."""
+    rng = random.Random(7)
+    noise = Image.frombytes("RGB", (96, 80), rng.randbytes(96 * 80 * 3)).convert(mode)
+    data = encode(noise, "JPEG", quality=95, **options)
+    assert b"\xff\x00" in data and count_markers(data).scans == scans
+    assert outcome(data) == OK
+
+
+def test_marker_like_bytes_inside_segments_are_not_scans() -> None:
+    """SOS bytes in a comment (or an EXIF thumbnail) are skipped with their segment."""
+    data = valid_images()["jpeg_progressive"]
+    data = data[:2] + jpeg_segment(0xFE, b"\xff\xda" * 1000) + data[2:]
+    assert count_markers(data).scans == 10
+    assert outcome(data) == OK
+
+
+@pytest.mark.parametrize(
+    ("junk", "fragment"),
+    [(b"\xff\xfe\x00\x02" * 5000, "more than 4096 marker segments"), (b"\xff" * 70_000, "fill or junk")],
+    ids=["5000-comments", "70-kB-of-fill"],
+)
+def test_marker_floods_before_the_first_scan_are_refused(
+    junk: bytes, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PIL parses the header in Python, a marker or junk byte at a time: 4 MB of empty comments took
+    3.2 s, 2 MB of fill bytes 2.4 s. Both decode before the fix (slowly); now refused unopened."""
+    data = valid_images()["jpeg"]
+    monkeypatch.setattr(images.Image, "open", lambda *a, **k: pytest.fail("PIL opened the marker flood"))
+    with pytest.raises(ImageDecodeError, match=fragment):
+        decode_image(data[:2] + junk + data[2:], LIMIT)
+
+
+def progressive_cuts() -> dict[str, tuple[bytes, str]]:
+    data = valid_images()["jpeg_progressive"]
+    sos = data.index(b"\xff\xda")
+    return {
+        "cut_in_a_length": (data[: sos + 3], "not a valid image"),
+        "cut_in_the_sos_header": (data[: sos + 7], "corrupt or truncated"),
+        "cut_after_the_first_scan": (data[: data.index(b"\xff\xda", sos + 2)], "corrupt or truncated"),
+        "length_past_the_end": (data[:4] + b"\xff\xf0" + data[6:], "corrupt or truncated"),
+        "no_eoi": (data[:-2], "corrupt or truncated"),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(progressive_cuts()))
+def test_broken_marker_streams_keep_their_usual_errors(name: str) -> None:
+    data, fragment = progressive_cuts()[name]
+    with pytest.raises(ImageDecodeError, match=fragment):
+        decode_image(data, LIMIT)
 
 
 @settings(FUZZ_SETTINGS, max_examples=FUZZ_RANDOM)

@@ -1,20 +1,29 @@
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import sys
 import threading
 import time
+import warnings
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from models import images
 from models.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageTypeError
 from models.images import HeifPlugin, crop_box, decode_image, sniff_format, to_rgb
 from tests.helpers import jpeg_bytes
-from tests.models.test_hostile_images import animated, encode, heic, heic_encoder_available, png
+from tests.models.test_hostile_images import (
+    animated,
+    encode,
+    exif_flood_png,
+    heic,
+    heic_encoder_available,
+    png,
+)
 
 needs_heic_encoder = pytest.mark.skipif(
     not heic_encoder_available(), reason="this pillow-heif wheel has no HEIC encoder to make test files"
@@ -282,3 +291,63 @@ def test_crop_box_clamps_and_falls_back() -> None:
     assert crop_box(image, (10, 5, 30, 25)).size == (20, 20)
     assert crop_box(image, (-10, -10, 500, 500)).size == (50, 40)
     assert crop_box(image, (20, 20, 20, 20)).size == (50, 40)
+
+
+def registry_size() -> int:
+    """Messages Python remembers having shown from Pillow's TIFF/EXIF code (less its version key)."""
+    return len(set(getattr(TiffImagePlugin, "__warningregistry__", {})) - {"version"})
+
+
+def summaries(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "models.image_warnings"]
+
+
+def test_exif_flood_logs_one_summary_line(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    """2,000 bad EXIF entries: Pillow warns 2,000 times (each message distinct, so Python's once-per-
+    message filter let all through: 65,535 entries wrote 13 MB). Now one log line, nothing on stderr,
+    nothing left in the warning registry."""
+    registry = registry_size()
+    with caplog.at_level(logging.WARNING):
+        assert decode_image(exif_flood_png(2000), LIMIT).size == (16, 16)
+    assert summaries(caplog) == [
+        "2000 Pillow warning(s) while decoding a PNG image, the first: "
+        "UserWarning: Tag data larger than file. Skipping tag 1"
+    ]
+    assert len(caplog.records) == 1 and not capsys.readouterr().err
+    assert len(recwarn) == 0 and registry_size() <= registry
+
+
+def test_clean_images_log_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        decode_image(jpeg_bytes(Image.new("RGB", (8, 8))), LIMIT)
+    assert not caplog.records
+
+
+def test_warnings_are_summarised_per_thread(caplog: pytest.LogCaptureFixture) -> None:
+    """Four concurrent floods of different sizes and clean decodes: each flood is counted in its own
+    thread's line, and a warning raised outside any decode is passed on as before."""
+    errors: list[BaseException] = []
+
+    def decode(data: bytes) -> None:
+        try:
+            for _ in range(3):
+                decode_image(data, LIMIT)
+        except BaseException as exc:  # a thread's failure must fail the test
+            errors.append(exc)
+
+    sizes = (500, 600, 700, 800)
+    payloads = [exif_flood_png(n) for n in sizes] + [png_bytes(Image.new("RGB", (8, 8)))] * 2
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=decode, args=(data,)) for data in payloads]
+        for thread in threads:
+            thread.start()
+        warnings.warn("not a decode", UserWarning, stacklevel=1)
+        for thread in threads:
+            thread.join()
+    assert not errors
+    counts = sorted(int(line.split()[0]) for line in summaries(caplog))
+    assert counts == sorted(sizes * 3)
+    assert [str(seen.message) for seen in outside] == ["not a decode"]
