@@ -4,6 +4,7 @@ data: `search.runtime` (the composition root) turns them into models, store, sea
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -98,6 +99,18 @@ class Settings(BaseSettings):
         0.4, ge=0, le=1, description="open_clip zero-shot attributes below this probability stay unknown"
     )
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_json_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="largest body of a storefront JSON route (sessions, messages, pushes, events); counted "
+        "as it arrives, chunked or not; larger is 413",
+    )
+    max_admin_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="largest body of an admin catalogue change (/v1/admin/items: up to 1,000 rows per "
+        "call); larger is 413",
+    )
     max_image_pixels: int = Field(40_000_000, ge=64 * 64)
     default_top_k: int = Field(10, ge=1)
     max_top_k: int = Field(100, ge=1, le=1000)
@@ -120,6 +133,20 @@ class Settings(BaseSettings):
         5.0, ge=0, description="sustained requests per second per key (or client address); 0 = no limit"
     )
     rate_limit_burst: int = Field(20, ge=1, description="requests a key may make at once before 429")
+    rate_limit_key_multiple: float = Field(
+        20.0,
+        ge=0,
+        description="a valid key's own bucket (all its shoppers together) has this many times the "
+        "per-address rate and burst; every client address also has its own bucket; 0 = no key-level cap",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="proxy IPs or CIDRs (JSON list) whose X-Forwarded-For is honoured: the client is the "
+        "right-most entry that is not itself a trusted proxy; empty = the TCP peer is the client",
+    )
+    max_sessions_per_client: int = Field(
+        20, ge=1, description="live co-viewing sessions one client address may hold; one more is 429"
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="storefront origins allowed by CORS, a JSON list; empty = none"
     )
@@ -164,6 +191,27 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a connection is closed when its request head (request line and headers) is not "
+        "complete this long after it opened or after its previous response",
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, description="an idle keep-alive connection is closed after this long without a request"
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open connections (or requests in progress) at which a new request is answered 503 "
+        "at once (uvicorn's limit_concurrency)",
+    )
+    listen_backlog: int = Field(
+        1024, ge=1, description="connections the kernel queues while the server has not accepted them yet"
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="largest request head (request line and headers); larger is 400"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("search_keys")
@@ -173,3 +221,13 @@ class Settings(BaseSettings):
             if len(key.get_secret_value()) < 16:
                 raise ValueError(f"search key #{position + 1} is shorter than 16 characters")
         return keys
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {entry!r} is not an IP address or CIDR network") from None
+        return entries

@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from indexer.store import IndexStore
-from models.errors import ImageTooLargeError
 from search.runtime import apply_threads, build_searcher
 from search.settings import Settings
 from service.access import RateLimiter, install_access_control
+from service.body_limit import BodyLimitMiddleware, BodyLimits
 from service.coview import SessionStore
-from service.errors import error_response, install_error_handlers
+from service.errors import install_error_handlers
 from service.limiter import SearchLimiter
 from service.metrics import ServiceMetrics, install_metrics
 from service.reload import watch_index
@@ -30,7 +30,6 @@ from service.shop_routes import router as shop_router
 from service.signals import ShopperSignals
 
 log = logging.getLogger(__name__)
-MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form fields and part headers around the image
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -73,15 +72,26 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.signals = ShopperSignals(lambda: app.state.searcher.store.categories)
     # Middleware added later runs earlier: CORS (outermost, answers preflights), metrics (sees every
-    # answer), keys and rate limits (before any body is read), body limit, then the error net.
+    # answer), keys and rate limits (before any body is read), body limits (counted as the body streams in:
+    # service/body_limit.py), then the error net.
     install_error_handlers(app)
-    install_body_limit(app, settings.max_upload_bytes)
+    limits = BodyLimits(
+        settings.max_upload_bytes, settings.max_admin_body_bytes, settings.max_json_body_bytes
+    )
+    app.add_middleware(BodyLimitMiddleware, limits=limits)
     rate_limiter = (
         RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         if settings.rate_limit_per_s > 0
         else None
     )
-    install_access_control(app, settings.admin_key, settings.search_keys, rate_limiter)
+    install_access_control(
+        app,
+        settings.admin_key,
+        settings.search_keys,
+        rate_limiter,
+        trusted_proxies=settings.trusted_proxies,
+        key_multiple=settings.rate_limit_key_multiple,
+    )
     install_metrics(app, metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -97,20 +107,6 @@ def create_app(settings: Settings) -> FastAPI:
     # The page's files; check_dir=False: the app starts (and the API serves) without them.
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app
-
-
-def install_body_limit(app: FastAPI, upload_limit: int) -> None:
-    """Refuse a declared oversized body before reading it (the route re-checks the actual bytes). The body
-    may exceed the upload by the multipart overhead; the message names the upload limit people can act on."""
-    limit = upload_limit + MULTIPART_OVERHEAD_BYTES
-
-    @app.middleware("http")
-    async def _body_limit(request: Request, call_next):
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            message = f"the upload is larger than the {upload_limit}-byte limit (body: {declared} bytes)"
-            return error_response(request, ImageTooLargeError(message))
-        return await call_next(request)
 
 
 def end_streams_on_stop_signal(store: SessionStore, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:

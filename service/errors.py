@@ -72,6 +72,19 @@ class SessionsFullError(RetryLaterError):
     """The service holds as many co-viewing sessions as it may; `retry_after_s`: until the next expires."""
 
 
+class TooManySessionsError(RetryLaterError):
+    """The client address already holds its quota of co-viewing sessions; `retry_after_s`: until one of them
+    expires."""
+
+
+class RequestTooLargeError(FashionSearchError):
+    """The request body is larger than its route's limit (declared, or counted as it streams in)."""
+
+
+class ConflictingFramingError(FashionSearchError):
+    """The request says where its body ends twice (Content-Length and Transfer-Encoding)."""
+
+
 class TooManyStreamsError(FashionSearchError):
     """The session already has as many open event streams as it may."""
 
@@ -81,6 +94,8 @@ class TooManyStreamsError(FashionSearchError):
 # First match wins: keep subclasses above their bases.
 ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageTooLargeError, 413, "image_too_large"),
+    (RequestTooLargeError, 413, "request_too_large"),
+    (ConflictingFramingError, 400, "bad_request"),
     (UnsupportedImageTypeError, 415, "unsupported_media_type"),
     (ImageDecodeError, 422, "undecodable_image"),
     (UnknownCategoryError, 422, "unknown_category"),
@@ -91,6 +106,7 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (SessionNotFoundError, 404, "session_not_found"),
     (PhotoNotFoundError, 404, "photo_not_found"),
     (SessionsFullError, 503, "sessions_full"),
+    (TooManySessionsError, 429, "too_many_sessions"),
     (TooManyStreamsError, 429, "too_many_streams"),
     (RateLimitedError, 429, "rate_limited"),
     (UnauthorizedError, 401, "unauthorized"),
@@ -104,12 +120,21 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ModelMismatchError, 409, "index_rejected"),
 )
 # Absolute paths of this machine never leave it: in messages that name one (an index or weights file) only
-# the file name is kept ("<...>/vectors.faiss"). A path is a "/" followed by at least two name segments.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w./])/(?:[\w.@+~-]+/)+[\w.@+~-]*")
+# the file name is kept ("<...>/vectors.faiss"). A path is a "/" followed by at least two name segments; a
+# folder's name may hold spaces and brackets ("/srv/my data (prod)/index") but neither starts nor ends with a
+# space, so two paths in one sentence stay two.
+_FOLDER = r"[^/\s\"'`<>|](?:[^/\x00-\x1f\"'`<>|]*[^/\s\"'`<>|])?"
+_ABSOLUTE_PATH = re.compile(rf"(?<![\w./])/(?:{_FOLDER}/)+[\w.@+~-]*")
+
+
+MAX_MESSAGE_CHARS = 1000  # an error message is for a person; what it quotes is cut before this (shown())
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": redact_paths(message)}
+    message = redact_paths(message)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + f"... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
+    return {"code": code, "message": message}
 
 
 def redact_paths(message: str) -> str:

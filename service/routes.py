@@ -1,21 +1,25 @@
-"""Routes stay thin: validate, call search/, shape the response. Plain `def` so that
-CPU-heavy work runs in the thread pool, never on the event loop."""
+"""Routes stay thin: validate, call search/, shape the response. Plain `def` so that CPU-heavy work runs
+in the thread pool, never on the event loop; except the search, which waits for its slot on the event loop
+(a queued search holds no thread) and then runs in the pool, and the probes, which answer from the event loop
+and read only memory (a full pool must not fail a liveness check)."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, Security, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
 
 from models.errors import ImageTooLargeError
 from models.images import decode_image
 from search.query import search_request
 from search.responses import Item, SearchResponse, item_from_record, search_response
-from search.searcher import OutfitSearcher
+from search.searcher import OutfitResult, OutfitSearcher, SearchRequest
 from search.settings import Settings
 from service.catalog import change_catalogue
 from service.coview import session_photo
@@ -58,7 +62,7 @@ def errors(*codes: int, descriptions: dict[int, str] | None = None) -> dict[int 
     dependencies=[STOREFRONT_KEY],
     responses=errors(400, 401, 404, 413, 415, 422, 429, 503),
 )
-def search(
+async def search(
     request: Request,
     image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, GIF, BMP, HEIC/HEIF)")],
     top_k: Annotated[int | None, Form(description="matches per garment")] = None,
@@ -87,26 +91,20 @@ def search(
     deadline = time.monotonic() + settings.request_timeout_s
     searcher: OutfitSearcher = request.app.state.searcher
     k = settings.default_top_k if top_k is None else top_k
-    options = search_request(
-        settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile, attribute_weight
-    )
+    # Quick, but they parse JSON and take the session store's lock: in the pool, never blocking the loop.
+    options = await run_in_threadpool(
+        search_request,
+        settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile, attribute_weight,
+    )  # fmt: skip
     options = dataclasses.replace(options, deadline=deadline)
     if session_id:
-        request.app.state.sessions.require(session_id)  # before the search runs
-    data = read_limited(image.file, settings.max_upload_bytes)  # the bytes decide the type, not the name
-    with request.app.state.limiter.slot(deadline):
-        started = time.perf_counter()
-        picture = decode_image(data, settings.max_image_pixels)
-        decode_ms = round((time.perf_counter() - started) * 1000, 2)
-        result = searcher.search(picture, options)
-    timings = {"decode": decode_ms, **result.timings_ms}
-    timings["total"] = round((time.perf_counter() - started) * 1000, 2)
-    request.app.state.metrics.observe_stages(timings)
-    response = search_response(result, picture.size, timings)
-    request.app.state.signals.record_search(garment.category for garment in response.garments)
-    if session_id:
-        request.app.state.sessions.attach_search(session_id, session_photo(picture), response)
-    return response
+        await run_in_threadpool(request.app.state.sessions.require, session_id)  # before the search runs
+    data = await read_limited(image, settings.max_upload_bytes)  # the bytes decide the type, not the name
+    async with request.app.state.limiter.slot(deadline):  # the wait is on the event loop
+        picture, result, timings = await run_in_threadpool(
+            decode_and_search, searcher, data, options, settings.max_image_pixels
+        )
+    return await run_in_threadpool(answer_search, request, picture, result, timings, session_id)
 
 
 @router.get(
@@ -162,12 +160,13 @@ def delete_items(request: Request, body: CatalogDeleteIn) -> CatalogChanged:
 
 
 @router.get("/healthz", response_model=Health)
-def healthz() -> Health:
+async def healthz() -> Health:
     return Health(status="ok")
 
 
 @router.get("/readyz", response_model=Ready)
-def readyz(request: Request) -> Ready:
+async def readyz(request: Request) -> Ready:
+    """From the loaded index's manifest and counts, in memory: no I/O, no lock, no thread."""
     searcher: OutfitSearcher = request.app.state.searcher
     manifest = searcher.store.manifest
     return Ready(
@@ -180,8 +179,37 @@ def readyz(request: Request) -> Ready:
     )
 
 
-def read_limited(stream: BinaryIO, limit: int) -> bytes:
-    data = stream.read(limit + 1)
+def decode_and_search(
+    searcher: OutfitSearcher, data: bytes, options: SearchRequest, max_image_pixels: int
+) -> tuple[Image.Image, OutfitResult, dict[str, float]]:
+    """The CPU work a search slot is for (in the pool); the timings include the decode and the total."""
+    started = time.perf_counter()
+    picture = decode_image(data, max_image_pixels)
+    decode_ms = round((time.perf_counter() - started) * 1000, 2)
+    result = searcher.search(picture, options)
+    timings = {"decode": decode_ms, **result.timings_ms}
+    timings["total"] = round((time.perf_counter() - started) * 1000, 2)
+    return picture, result, timings
+
+
+def answer_search(
+    request: Request,
+    picture: Image.Image,
+    result: OutfitResult,
+    timings: dict[str, float],
+    session_id: str | None,
+) -> SearchResponse:
+    """Shape the answer, count it, and give it to the co-viewing session (in the pool, after the slot)."""
+    request.app.state.metrics.observe_stages(timings)
+    response = search_response(result, picture.size, timings)
+    request.app.state.signals.record_search(garment.category for garment in response.garments)
+    if session_id:
+        request.app.state.sessions.attach_search(session_id, session_photo(picture), response)
+    return response
+
+
+async def read_limited(upload: UploadFile, limit: int) -> bytes:
+    data = await upload.read(limit + 1)  # a spooled file on disk is read in the pool
     if len(data) > limit:
         raise ImageTooLargeError(f"the upload is larger than the {limit}-byte limit")
     return data

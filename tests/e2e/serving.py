@@ -112,9 +112,18 @@ def start_server(
 
 @contextlib.contextmanager
 def running_server(index: Path, env: dict[str, str], log_path: Path | None = None) -> Iterator[str]:
+    with server_process(index, env, log_path) as (_, base):
+        yield base
+
+
+@contextlib.contextmanager
+def server_process(
+    index: Path, env: dict[str, str], log_path: Path | None = None
+) -> Iterator[tuple[ServerProcess, str]]:
+    """A running server and its base URL; stopped (SIGTERM, then SIGKILL) on exit."""
     process, base = start_server(index, env, log_path=log_path)
     try:
-        yield base
+        yield process, base
     finally:
         process.terminate()
         try:

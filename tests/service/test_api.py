@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 from pathlib import Path
 
 import pytest
@@ -127,25 +128,11 @@ def test_declared_oversized_body_is_refused_before_reading(client: TestClient) -
 
 def test_overload_gives_503_with_retry_after(client: TestClient) -> None:
     limiter = client.app.state.limiter
-    held = threading.Event()
-    release = threading.Event()
-    slots = client.app.state.settings.max_concurrent_searches
-
-    def hold() -> None:
-        with limiter.slot():
-            held.set()
-            release.wait(5)
-
-    holders = [threading.Thread(target=hold) for _ in range(slots)]
-    for holder in holders:
-        holder.start()
-    held.wait(5)
-    try:
+    assert client.portal is not None
+    with contextlib.ExitStack() as held:  # every slot taken, on the app's event loop
+        for _ in range(client.app.state.settings.max_concurrent_searches):
+            held.enter_context(client.portal.wrap_async_context_manager(limiter.slot()))
         response = upload(client, jpeg_bytes(garment_image(1)))
-    finally:
-        release.set()
-        for holder in holders:
-            holder.join()
     assert response.status_code == 503 and response.json()["code"] == "overloaded"
     assert response.headers["retry-after"] == "1"
     assert upload(client, jpeg_bytes(garment_image(1))).status_code == 200
@@ -176,11 +163,46 @@ def test_service_refuses_to_start_with_a_different_model(tmp_path: Path, setting
         pass
 
 
-def test_search_never_blocks_the_event_loop() -> None:
+# The search waits for its slot on the event loop (its CPU work runs in the pool, below); the probes read
+# only memory. Every other route is a plain def.
+ASYNC_ROUTES = {"/v1/search", "/healthz", "/readyz"}
+
+
+def test_only_the_search_and_the_probes_are_async() -> None:
     from service import routes
 
     for route in routes.router.routes:
-        assert not _is_coroutine(route.endpoint), f"{route.path} must be a plain def"
+        assert _is_coroutine(route.endpoint) == (route.path in ASYNC_ROUTES), route.path
+
+
+def test_search_work_never_runs_on_the_event_loop(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import routes
+
+    on_loop: dict[str, bool] = {}
+
+    def watched(name: str, function):
+        def call(*args, **kwargs):
+            on_loop[name] = _on_event_loop()
+            return function(*args, **kwargs)
+
+        return call
+
+    searcher = client.app.state.searcher
+    monkeypatch.setattr(searcher, "search", watched("search", searcher.search))
+    monkeypatch.setattr(routes, "decode_image", watched("decode", routes.decode_image))
+    monkeypatch.setattr(routes, "search_request", watched("options", routes.search_request))
+    assert upload(client, jpeg_bytes(garment_image(1))).status_code == 200
+    assert on_loop == {"search": False, "decode": False, "options": False}
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _is_coroutine(function) -> bool:
