@@ -1,26 +1,40 @@
-"""Who may call what, and how often: admin and storefront keys (constant-time, never logged) and a
-per-key (or per-client-address) token-bucket rate limit. Enforced in a middleware, before any body is read.
+"""Who may call what, and how often: admin and storefront keys (constant-time, never logged) and token-bucket
+rate limits per client address, per key and per co-viewing session. Enforced in a middleware, before any body
+is read.
 
 - `/v1/admin/...` and `/v1/stats` need `X-Admin-Key` = `admin_key`; with no admin key configured the admin
   API is off.
 - `/v1/...` (search, items, sessions, events) needs `X-API-Key` = one of `search_keys` when any are
   configured.
-- Every `/v1/...` request takes tokens from its caller's bucket: the key's when it is valid, else the client
-  address's (so failed key guesses are rate limited too). A search takes a whole token, anything else
-  OTHER_COST (a page's thumbnails and events must not use up a shopper's searches) unless its key is wrong.
-  An event stream pays once, when it connects. An empty bucket answers 429 with Retry-After. Health,
-  readiness, metrics, the pages and the docs are neither keyed nor limited.
+- Every `/v1/...` request takes tokens from its client address's bucket (`rate_per_s`, `burst`), and, when
+  its key is valid, also from the key's bucket, and, when its path names a session (`/v1/sessions/{id}/...`),
+  from the session's. A storefront key is the same for every shopper of the page (anyone can read it), so
+  the key's bucket is the whole shop's: it holds `key_multiple` times the per-address rate and burst (a cap
+  on one shop, not on one shopper), and one client, however fast, drains only its own address's bucket. A
+  request is charged to all its buckets or, when any is short, to none: a refused request costs nothing, so
+  an abuser's 429s do not drain the key's bucket either. A search takes a whole token, anything else
+  OTHER_COST (a page's thumbnails and events must not use up a shopper's searches) unless its key is wrong
+  (a whole token, from the address only: failed key guesses are limited per address). An event stream pays
+  once, when it connects. An empty bucket answers 429 with Retry-After. Health, readiness, metrics, the pages
+  and the docs are neither keyed nor limited.
+- The client address is the TCP peer, unless the peer is one of `trusted_proxies`: then it is the right-most
+  `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its left were written by the
+  client and prove nothing). uvicorn must not rewrite the peer from the header itself (`proxy_headers` off,
+  service/server.py). An IPv6 client is its /64 network (one host usually holds a whole /64).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from fastapi import FastAPI, Request
 from pydantic import SecretStr
@@ -34,11 +48,28 @@ OTHER_COST = 0.2  # tokens; a search (and a request with a wrong key) costs 1
 API_PREFIX = "/v1/"
 ADMIN_HEADER = "x-admin-key"
 API_KEY_HEADER = "x-api-key"
+FORWARDED_FOR_HEADER = "x-forwarded-for"
+KEY_MULTIPLE = 20.0  # a key's bucket: this many addresses' worth (Settings.rate_limit_key_multiple)
+IPV6_CLIENT_PREFIX = 64
+# A session id as SessionStore makes them (secrets.token_urlsafe(32)); other ids get no bucket of their own.
+_SESSION_PATH = re.compile(r"/v1/sessions/([A-Za-z0-9_-]{43})(?:/|$)")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Charge(NamedTuple):
+    """`cost` tokens from `bucket`, whose rate and burst are `scale` times the limiter's."""
+
+    bucket: str
+    cost: float = 1.0
+    scale: float = 1.0
 
 
 class RateLimiter:
-    """Token buckets keyed by caller: `rate_per_s` sustained, `burst` at once. Holds at most `max_callers`
-    buckets (least recently used dropped first), so a flood of new addresses cannot grow memory."""
+    """Token buckets keyed by caller: `rate_per_s` sustained, `burst` at once (times a charge's `scale`).
+    Holds at most `max_callers` buckets (least recently used dropped first), so a flood of new addresses
+    cannot grow memory."""
 
     def __init__(
         self,
@@ -58,13 +89,29 @@ class RateLimiter:
 
     def take(self, caller: str, cost: float = 1.0) -> float:
         """Take `cost` tokens: 0.0 when allowed, else the seconds until there are enough."""
+        return self.take_all([Charge(caller, cost)])
+
+    def take_all(self, charges: Iterable[Charge]) -> float:
+        """All or nothing: 0.0 when every bucket had enough (each is charged), else the seconds until they all
+        will and no bucket is charged (nor created)."""
         with self._lock:
             now = self._clock()
-            tokens, at = self._buckets.pop(caller, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - at) * self.rate_per_s)
-            enough = tokens >= cost - 1e-9  # five 0.2s make a whole token despite float rounding
-            wait = 0.0 if enough else (cost - tokens) / self.rate_per_s
-            self._buckets[caller] = (tokens - cost if enough else tokens, now)
+            after: list[tuple[str, float]] = []
+            wait = 0.0
+            for bucket, cost, scale in charges:
+                capacity, rate = self.burst * scale, self.rate_per_s * scale
+                tokens, at = self._buckets.get(bucket, (capacity, now))
+                tokens = min(capacity, tokens + (now - at) * rate)
+                if tokens < cost - 1e-9:  # five 0.2s make a whole token despite float rounding
+                    wait = max(wait, (cost - tokens) / rate)
+                after.append((bucket, tokens - cost))
+            for bucket, tokens in after:
+                if wait == 0.0:
+                    self._buckets[bucket] = (tokens, now)
+                if bucket in self._buckets:
+                    self._buckets.move_to_end(
+                        bucket
+                    )  # a refused caller stays recent: not dropped for a fresh one
             while len(self._buckets) > self._max_callers:
                 self._buckets.popitem(last=False)
             return wait
@@ -82,11 +129,90 @@ def key_matches(given: str, keys: Sequence[SecretStr]) -> bool:
     return found
 
 
-def caller_of(request: Request, key: str | None) -> str:
-    """A bucket name: a valid key's fingerprint (never the key itself), else the client address."""
-    if key is not None:
-        return "key:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return "addr:" + (request.client.host if request.client else "unknown")
+def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """IPs and CIDRs ("10.0.0.7", "10.0.0.0/8", "fd00::/8") as networks; ValueError names a bad entry."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"trusted proxy {entry!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """An address as a peer or X-Forwarded-For entry gives it ("1.2.3.4", "1.2.3.4:80", "::1", "[::1]:80");
+    None when it is not one ("unknown", "_hidden", garbage)."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # IPv4 with a port; IPv6 has at least two colons
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted_proxies: Sequence[IPNetwork] = ()
+) -> str:
+    """Who is asking, as a bucket (and quota) name: the TCP `peer`, or, when the peer is a trusted proxy, the
+    right-most X-Forwarded-For entry (the header's lines, in order) that is not a trusted proxy. A malformed
+    entry ends the walk at the trusted hop before it (what lies left of it cannot be trusted); so does the
+    header's end (the request came from the proxies themselves). An IPv6 client is its /64."""
+    if peer is None:
+        return "unknown"
+    address = parse_address(peer)
+    if address is None:
+        return peer  # not IP (a test client, a Unix socket): its own name
+    if is_trusted(address, trusted_proxies):
+        entries = [entry for line in forwarded_for for entry in line.split(",")]
+        for entry in reversed(entries):
+            hop = parse_address(entry)
+            if hop is None:
+                break
+            address = hop
+            if not is_trusted(hop, trusted_proxies):
+                break
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
+
+
+def is_trusted(address: IPAddress, trusted_proxies: Sequence[IPNetwork]) -> bool:
+    return any(address.version == network.version and address in network for network in trusted_proxies)
+
+
+def client_address_of(request: Request) -> str:
+    """The request's client address as the access middleware found it (the TCP peer where it did not run)."""
+    found = getattr(request.state, "client_address", None)
+    if isinstance(found, str):
+        return found
+    return client_address(request.client.host if request.client else None, ())
+
+
+def key_bucket(key: str) -> str:
+    """A valid key's bucket: its fingerprint, never the key itself."""
+    return "key:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def charges_for(
+    path: str, address: str, key: str | None, cost: float, key_multiple: float = KEY_MULTIPLE
+) -> list[Charge]:
+    """The buckets a request pays into: its address's; a valid `key`'s (unless key_multiple is 0); the
+    session's its path names (a valid or unneeded key only)."""
+    charges = [Charge("addr:" + address, cost)]
+    if key is not None and key_multiple > 0:
+        charges.append(Charge(key_bucket(key), cost, key_multiple))
+    session = _SESSION_PATH.match(path)
+    if session is not None:
+        fingerprint = hashlib.sha256(session.group(1).encode("ascii")).hexdigest()[:16]
+        charges.append(Charge("session:" + fingerprint, cost))
+    return charges
 
 
 def install_access_control(
@@ -94,19 +220,33 @@ def install_access_control(
     admin_key: SecretStr | None,
     search_keys: Sequence[SecretStr],
     limiter: RateLimiter | None,
+    trusted_proxies: Iterable[str] = (),
+    key_multiple: float = KEY_MULTIPLE,
 ) -> None:
+    proxies = parse_networks(trusted_proxies)
+
     @app.middleware("http")
     async def _access(request: Request, call_next):
         path = request.url.path
         if not path.startswith(API_PREFIX) or request.method == "OPTIONS":
             return await call_next(request)
+        address = client_address(
+            request.client.host if request.client else None,
+            request.headers.getlist(FORWARDED_FOR_HEADER),
+            proxies,
+        )
+        request.state.client_address = address
         is_admin = path.startswith(ADMIN_PREFIX) or path in ADMIN_PATHS
         keys: Sequence[SecretStr] = ([admin_key] if admin_key else []) if is_admin else search_keys
         given = request.headers.get(ADMIN_HEADER if is_admin else API_KEY_HEADER)
         valid = given is not None and key_matches(given, keys)
         if limiter is not None:
-            full = path == SEARCH_PATH or (bool(keys) and not valid)
-            wait = limiter.take(caller_of(request, given if valid else None), 1.0 if full else OTHER_COST)
+            if keys and not valid:  # a guess: a whole token, from the address only
+                charges = [Charge("addr:" + address, 1.0)]
+            else:
+                cost = 1.0 if path == SEARCH_PATH else OTHER_COST
+                charges = charges_for(path, address, given if valid else None, cost, key_multiple)
+            wait = limiter.take_all(charges)
             if wait > 0:
                 message = f"too many requests; retry in {wait:.1f} s"
                 return error_response(request, RateLimitedError(message, max(1, math.ceil(wait))))

@@ -7,6 +7,16 @@ streams. A session expires after `ttl_s` without activity (writes renew it; read
 after creation; expired sessions are swept lazily (when a session is created, and by their own streams) and
 answer exactly like ids that never existed.
 
+Nobody can take every session: one client address holds at most `max_per_client` live sessions (429
+too_many_sessions), and a full store first evicts the least recently active session that never had a search
+and has been idle for `evict_idle_s` (its streams get `expired`), before answering 503 sessions_full.
+
+What a session holds is kept as the JSON it is sent as (the last search's response, messages, activity,
+pushes), not as pydantic objects, which take 5-6 times as much memory. Measured with tracemalloc: a session
+with a search of 4 garments x 10 matches (ten attributes each) and its photo (~55 KB) holds ~150 KB (as
+objects: ~510 KB); x 100 matches (max_top_k) ~720 KB (~4.1 MB); with its 100 messages, 200 activity entries
+and 50 pushes full, ~200 KB (~810 KB). tests/service/test_coview.py checks it.
+
 Routes run in the thread pool and streams on the event loop: every change happens under one lock, and its
 event reaches each stream's queue through `loop.call_soon_threadsafe`, in the order of the changes. The
 snapshot a stream starts with is taken under the same lock as its subscription, so no event is lost or
@@ -23,18 +33,19 @@ import math
 import secrets
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from PIL import Image
 
 from search.responses import SearchResponse
+from service.coview_session import END, TIMEOUT, Session, Subscriber, sse_frame
 from service.errors import (
     PhotoNotFoundError,
     SessionNotFoundError,
     SessionsFullError,
+    TooManySessionsError,
     TooManyStreamsError,
 )
 from service.shop_schemas import (
@@ -45,29 +56,18 @@ from service.shop_schemas import (
     PushOut,
     Sender,
     SessionCreated,
-    SessionSnapshot,
 )
 
 log = logging.getLogger(__name__)
-MAX_MESSAGES = 100
-MAX_ACTIVITY = 200
-MAX_PUSHES = 50
 MAX_STREAMS = 8  # per session
-MAX_PENDING_FRAMES = 256  # a stream this far behind is ended rather than buffered without bound
 PHOTO_MAX_SIDE = 640
 PHOTO_QUALITY = 80
 PING_FRAME = ": ping\n\n"
-_END = None  # in a stream's queue: end the stream
-_TIMEOUT = ""  # from Subscriber.next: nothing arrived in time
+EVICT_IDLE_S = 60.0  # a session without a search may be evicted (from a full store) after this long idle
 
 
 def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def sse_frame(event: str, data_json: str) -> str:
-    """One server-sent event. JSON text never holds a raw newline, so `data` is one line."""
-    return f"event: {event}\ndata: {data_json}\n\n"
 
 
 def session_photo(picture: Image.Image) -> bytes:
@@ -79,64 +79,6 @@ def session_photo(picture: Image.Image) -> bytes:
     return out.getvalue()
 
 
-class Subscriber:
-    """One open stream: frames queued on its event loop, delivered from any thread."""
-
-    def __init__(self, session: Session, loop: asyncio.AbstractEventLoop) -> None:
-        self.session = session
-        self._loop = loop
-        self._frames: asyncio.Queue[str | None] = asyncio.Queue()  # bounded by _receive
-        self._ended = False
-
-    def offer(self, frame: str | None) -> bool:
-        """Queue a frame (None: end the stream) from any thread; False when the stream's loop is gone."""
-        try:
-            self._loop.call_soon_threadsafe(self._receive, frame)
-        except RuntimeError:  # the loop is closed
-            return False
-        return True
-
-    def _receive(self, frame: str | None) -> None:
-        if self._ended:
-            return
-        if frame is not None and self._frames.qsize() >= MAX_PENDING_FRAMES:
-            log.info("ending a session stream that fell %d events behind", MAX_PENDING_FRAMES)
-            frame = _END
-        if frame is _END:
-            self._ended = True
-        self._frames.put_nowait(frame)
-
-    async def next(self, timeout_s: float) -> str | None:
-        """The next frame, None at the end, or _TIMEOUT when nothing came within `timeout_s`."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._frames.get()
-        except TimeoutError:
-            return _TIMEOUT
-
-
-@dataclass(eq=False)
-class Session:
-    session_id: str
-    created_at: float
-    active_at: float
-    search: SearchResponse | None = None
-    photo: bytes | None = None
-    photo_version: int = 0
-    selected: int | None = None
-    messages: deque[MessageOut] = field(default_factory=lambda: deque(maxlen=MAX_MESSAGES))
-    activity: deque[ActivityOut] = field(default_factory=lambda: deque(maxlen=MAX_ACTIVITY))
-    pushed: deque[PushOut] = field(default_factory=lambda: deque(maxlen=MAX_PUSHES))
-    subscribers: list[Subscriber] = field(default_factory=list)
-    last_id: int = 0  # of messages and pushes
-
-    @property
-    def photo_url(self) -> str | None:
-        if self.photo is None:
-            return None
-        return f"/v1/sessions/{self.session_id}/photo?v={self.photo_version}"
-
-
 class SessionStore:
     def __init__(
         self,
@@ -145,31 +87,48 @@ class SessionStore:
         max_sessions: int,
         ping_s: float = 15.0,
         clock: Callable[[], float] = time.time,
+        evict_idle_s: float = EVICT_IDLE_S,
     ) -> None:
         self.ttl_s = ttl_s
         self.max_age_s = max_age_s
         self.max_sessions = max_sessions
         self.ping_s = ping_s
         self.clock = clock
+        self.evict_idle_s = evict_idle_s
         self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently active first
+        self._per_client: Counter[str] = Counter()  # live sessions by the address that created them
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
 
-    def create(self) -> SessionCreated:
+    def create(self, client: str | None = None, max_per_client: int | None = None) -> SessionCreated:
+        """A new session for `client` (an address), which may hold at most `max_per_client` live ones (None:
+        no quota). A full store first evicts its least recently active idle session without a search."""
         with self._lock:
             now = self.clock()
             self._sweep(now)
-            if len(self._sessions) >= self.max_sessions:
-                soonest = min(self._expires_at(s) for s in self._sessions.values())
-                raise SessionsFullError(
-                    f"the service holds its limit of {self.max_sessions} co-viewing sessions; retry later",
+            if (
+                client is not None
+                and max_per_client is not None
+                and self._over_quota(client, max_per_client, now)
+            ):
+                own = [s for s in self._sessions.values() if s.client == client]
+                soonest = min((self._expires_at(s) for s in own), default=now)
+                raise TooManySessionsError(
+                    f"this client already holds {len(own)} co-viewing sessions, its limit; retry later",
                     retry_after_s=max(1, math.ceil(soonest - now)),
                 )
-            session = Session(secrets.token_urlsafe(32), created_at=now, active_at=now)
+            if len(self._sessions) >= self.max_sessions and not self._evict_idle(now):
+                raise SessionsFullError(
+                    f"the service holds its limit of {self.max_sessions} co-viewing sessions; retry later",
+                    retry_after_s=max(1, math.ceil(self._next_free_at() - now)),
+                )
+            session = Session(secrets.token_urlsafe(32), created_at=now, active_at=now, client=client)
             self._sessions[session.session_id] = session
+            if client is not None:
+                self._per_client[client] += 1
             expires_at = self._expires_at(session)
         return SessionCreated(
             session_id=session.session_id,
@@ -183,9 +142,10 @@ class SessionStore:
         with self._lock:
             self._live(session_id, self.clock())
 
-    def snapshot(self, session_id: str) -> SessionSnapshot:
+    def snapshot(self, session_id: str) -> str:
+        """The session's SessionSnapshot, as JSON."""
         with self._lock:
-            return self._snapshot(self._live(session_id, self.clock()))
+            return self._snapshot_json(self._live(session_id, self.clock()))
 
     def photo(self, session_id: str) -> bytes:
         with self._lock:
@@ -203,7 +163,7 @@ class SessionStore:
                 session = self._touch(session_id)
             except SessionNotFoundError:
                 return False
-            session.search, session.photo, session.selected = response, photo, None
+            session.search_json, session.photo, session.selected = search_json, photo, None
             session.photo_version += 1
             data = f'{{"search":{search_json},"photo_url":{json.dumps(session.photo_url)}}}'
             self._publish(session, sse_frame("search", data))
@@ -214,8 +174,9 @@ class SessionStore:
             session = self._touch(session_id)
             session.last_id += 1
             message = MessageOut(id=session.last_id, sender=sender, text=text, at=iso(session.active_at))
-            session.messages.append(message)
-            self._publish(session, sse_frame("message", message.model_dump_json()))
+            message_json = message.model_dump_json()
+            session.messages.append(message_json)
+            self._publish(session, sse_frame("message", message_json))
         return message
 
     def add_push(self, session_id: str, item: PushedItem, garment: int | None, note: str | None) -> PushOut:
@@ -225,8 +186,9 @@ class SessionStore:
             push = PushOut(
                 id=session.last_id, item=item, garment=garment, note=note, at=iso(session.active_at)
             )
-            session.pushed.append(push)
-            self._publish(session, sse_frame("push", push.model_dump_json()))
+            push_json = push.model_dump_json()
+            session.pushed.append(push_json)
+            self._publish(session, sse_frame("push", push_json))
         return push
 
     def add_activity(
@@ -246,10 +208,11 @@ class SessionStore:
                 garment=garment,
                 at=iso(session.active_at),
             )
-            session.activity.append(activity)
+            activity_json = activity.model_dump_json()
+            session.activity.append(activity_json)
             if event_type == "select_garment":
                 session.selected = garment
-            self._publish(session, sse_frame("activity", activity.model_dump_json()))
+            self._publish(session, sse_frame("activity", activity_json))
         return activity
 
     def subscribe(self, session_id: str, loop: asyncio.AbstractEventLoop) -> tuple[Subscriber, str]:
@@ -260,8 +223,8 @@ class SessionStore:
                 raise TooManyStreamsError(f"the session already has {MAX_STREAMS} open streams")
             subscriber = Subscriber(session, loop)
             session.subscribers.append(subscriber)
-            snapshot = self._snapshot(session)
-        return subscriber, sse_frame("snapshot", snapshot.model_dump_json())
+            snapshot = self._snapshot_json(session)
+        return subscriber, sse_frame("snapshot", snapshot)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
@@ -276,9 +239,9 @@ class SessionStore:
             yield first
             while True:
                 frame = await subscriber.next(min(self.ping_s, self._seconds_left(subscriber.session)))
-                if frame is _END:
+                if frame is END:
                     return
-                if frame != _TIMEOUT:
+                if frame != TIMEOUT:
                     yield frame
                 elif not self._expire_if_due(subscriber.session):  # else the `expired` frame is on its way
                     yield PING_FRAME
@@ -290,7 +253,7 @@ class SessionStore:
         with self._lock:
             subscribers = [s for session in self._sessions.values() for s in session.subscribers]
         for subscriber in subscribers:
-            subscriber.offer(_END)
+            subscriber.offer(END)
 
     def open_streams(self) -> int:
         with self._lock:
@@ -319,8 +282,12 @@ class SessionStore:
 
     def _expire(self, session: Session) -> None:
         del self._sessions[session.session_id]
+        if session.client is not None:
+            self._per_client[session.client] -= 1
+            if self._per_client[session.client] <= 0:
+                del self._per_client[session.client]
         self._publish(session, sse_frame("expired", "{}"))
-        self._publish(session, _END)
+        self._publish(session, END)
 
     def _sweep(self, now: float) -> None:
         """Drop expired sessions: the least recently active first, then a full pass only when still full (a
@@ -334,22 +301,39 @@ class SessionStore:
             for session in [s for s in self._sessions.values() if self._expires_at(s) <= now]:
                 self._expire(session)
 
+    def _over_quota(self, client: str, max_per_client: int, now: float) -> bool:
+        if self._per_client[client] < max_per_client:
+            return False
+        for session in [s for s in self._sessions.values() if s.client == client]:
+            if self._expires_at(session) <= now:  # at its maximum age, but not yet swept (recently active)
+                self._expire(session)
+        return self._per_client[client] >= max_per_client
+
+    def _evict_idle(self, now: float) -> bool:
+        """Expire the least recently active session that never had a search and has been idle for
+        `evict_idle_s`; False when there is none."""
+        for session in self._sessions.values():  # least recently active first
+            if now - session.active_at < self.evict_idle_s:
+                return False  # and so are all the others
+            if session.search_json is None:
+                log.info("evicting an idle co-viewing session without a search: the store is full")
+                self._expire(session)
+                return True
+        return False
+
+    def _next_free_at(self) -> float:
+        """When a full store next has room: a session expires, or one without a search may be evicted."""
+        expiring = min(self._expires_at(s) for s in self._sessions.values())
+        idle = [s.active_at + self.evict_idle_s for s in self._sessions.values() if s.search_json is None]
+        return min([expiring, *idle])
+
     def _publish(self, session: Session, frame: str | None) -> None:
         for subscriber in list(session.subscribers):
             if not subscriber.offer(frame):
                 session.subscribers.remove(subscriber)
 
-    def _snapshot(self, session: Session) -> SessionSnapshot:
-        return SessionSnapshot(
-            session_id=session.session_id,
-            expires_at=iso(self._expires_at(session)),
-            search=session.search,
-            photo_url=session.photo_url,
-            selected=session.selected,
-            messages=list(session.messages),
-            activity=list(session.activity),
-            pushed=list(session.pushed),
-        )
+    def _snapshot_json(self, session: Session) -> str:
+        return session.snapshot_json(iso(self._expires_at(session)))
 
     # Helpers for frames(), on the event loop: each takes the lock only briefly.
 

@@ -15,6 +15,8 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from search.responses import item_from_record
+from search.settings import Settings
+from service.access import client_address_of
 from service.coview import SessionStore
 from service.routes import ADMIN_KEY, STOREFRONT_KEY
 from service.routes import errors as route_errors
@@ -46,7 +48,8 @@ PAGE_HEADERS = {
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering either
 SESSION_ERRORS = {
     404: "unknown or expired session (the same answer for both)",
-    429: "rate limited, or the session has its 8 open streams (Retry-After)",
+    429: "rate limited, the session has its 8 open streams, or this client holds its limit of sessions "
+    "(Retry-After)",
     503: "the service holds its limit of sessions (Retry-After)",
 }
 STREAM_DOC = (
@@ -89,8 +92,10 @@ def page(name: str) -> FileResponse:
     responses=errors(401, 422, 429, 503),
 )
 def create_session(request: Request, body: SessionCreateIn | None = None) -> SessionCreated:
-    """Start a co-viewing session; the assistant joins at `assist_url`."""
-    return sessions_of(request).create()
+    """Start a co-viewing session; the assistant joins at `assist_url`. One client address holds at most
+    `FASHION_MAX_SESSIONS_PER_CLIENT` live sessions (then 429 too_many_sessions)."""
+    settings: Settings = request.app.state.settings
+    return sessions_of(request).create(client_address_of(request), settings.max_sessions_per_client)
 
 
 @router.get(
@@ -99,8 +104,9 @@ def create_session(request: Request, body: SessionCreateIn | None = None) -> Ses
     dependencies=[STOREFRONT_KEY],
     responses=errors(401, 404, 429),
 )
-def get_session(request: Request, session_id: str) -> SessionSnapshot:
-    return sessions_of(request).snapshot(session_id)
+def get_session(request: Request, session_id: str) -> Response:
+    # The store keeps the session as JSON: sent as it is (SessionSnapshot documents it).
+    return Response(sessions_of(request).snapshot(session_id), media_type="application/json")
 
 
 @router.get(

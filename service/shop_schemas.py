@@ -3,9 +3,10 @@ Field names are a contract with service/static/ (the shopper and assistant pages
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from search.responses import SearchResponse, StrictModel
 
@@ -14,6 +15,19 @@ EventType = Literal["select_garment", "click", "add_to_cart"]
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Category = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 GarmentIndex = Annotated[int, Field(ge=0, le=1000, description="index into the search's `garments`")]
+# Characters that show nothing on their own: controls, format characters (zero-width space and joiners, BOM,
+# bidi marks), surrogates, unassigned code points and separators, besides whitespace; and letters drawn blank.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zs", "Zl", "Zp"})
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # Hangul fillers, the blank Braille pattern
+
+
+def visible(text: str) -> str:
+    """Refuse text that shows nothing: only whitespace and invisible characters (a zero-width space)."""
+    if all(
+        c.isspace() or c in BLANK_LETTERS or unicodedata.category(c) in INVISIBLE_CATEGORIES for c in text
+    ):
+        raise ValueError("the text shows nothing: it has only whitespace or invisible characters")
+    return text
 
 
 class SessionCreateIn(StrictModel):
@@ -29,7 +43,9 @@ class SessionCreated(StrictModel):
 
 class MessageIn(StrictModel):
     sender: Sender
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    text: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(visible)
+    ]
 
 
 class MessageOut(StrictModel):

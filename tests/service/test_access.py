@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
 from search.settings import Settings
-from service.access import RateLimiter, key_matches
+from service.access import (
+    KEY_MULTIPLE,
+    SEARCH_PATH,
+    Charge,
+    RateLimiter,
+    charges_for,
+    client_address,
+    install_access_control,
+    key_matches,
+    parse_address,
+    parse_networks,
+)
 from service.app import create_app
 from tests.helpers import garment_image, jpeg_bytes
 
@@ -36,6 +49,122 @@ def test_rate_limiter_allows_a_burst_then_refills_at_the_rate() -> None:
     clock.now += 60
     assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]  # refills to the burst, no more
     assert limiter.take("a") > 0
+
+
+def test_rate_limiter_charges_every_bucket_or_none() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate_per_s=1, burst=2, clock=clock)
+    shopper, abuser = Charge("addr:a"), Charge("addr:b")
+    shop = Charge("key:shop", scale=3)  # the key's bucket: 3 addresses' worth (burst 6, 3/s)
+    assert [limiter.take_all([abuser, shop]) for _ in range(2)] == [0.0, 0.0]
+    assert limiter.take_all([abuser, shop]) == pytest.approx(1.0)  # the abuser's own bucket is empty...
+    assert [limiter.take_all([abuser, shop]) > 0 for _ in range(50)] == [True] * 50
+    assert [limiter.take_all([shopper, shop]) for _ in range(2)] == [
+        0.0,
+        0.0,
+    ]  # ...and refusals cost the key none
+    for name in "cd":
+        assert limiter.take_all([Charge(f"addr:{name}"), shop]) == 0.0
+    assert limiter.take_all([Charge("addr:e"), shop]) == pytest.approx(1 / 3)  # the key's cap: 6 at once
+    assert limiter.take_all([Charge("addr:f")]) == 0.0 and "addr:e" not in limiter._buckets  # none created
+    clock.now += 1 / 3
+    assert limiter.take_all([Charge("addr:e"), shop]) == 0.0  # the key refills at 3/s
+
+
+def test_a_refused_caller_is_not_dropped_for_a_fresh_bucket() -> None:
+    limiter = RateLimiter(rate_per_s=1, burst=1, max_callers=3, clock=FakeClock())
+    assert limiter.take("addr:abuser") == 0.0
+    for other in range(10):
+        assert limiter.take("addr:abuser") > 0  # still refused: its bucket stays the most recent
+        limiter.take(f"addr:{other}")
+    assert limiter.take("addr:abuser") > 0
+
+
+def test_a_request_pays_its_address_its_key_and_its_session() -> None:
+    session_id = "S" * 43
+    search = charges_for("/v1/search", "10.0.0.1", "shop-key", 1.0)
+    assert [c.bucket.split(":")[0] for c in search] == ["addr", "key"]
+    assert search[0] == Charge("addr:10.0.0.1", 1.0, 1.0) and search[1].scale == KEY_MULTIPLE
+    assert "shop-key" not in str(search)  # a fingerprint, never the key
+    message = charges_for(f"/v1/sessions/{session_id}/messages", "10.0.0.1", None, 0.2)
+    assert [(c.bucket.split(":")[0], c.cost) for c in message] == [("addr", 0.2), ("session", 0.2)]
+    assert session_id not in str(message)
+    assert len(charges_for(f"/v1/sessions/{session_id}", "a", None, 0.2)) == 2
+    assert len(charges_for("/v1/sessions/made-up-id/stream", "a", None, 0.2)) == 1  # not ours: no bucket
+    assert len(charges_for("/v1/search", "a", "shop-key", 1.0, key_multiple=0)) == 1  # no key-level cap
+
+
+PROXIES = parse_networks(["10.0.0.0/8", "192.0.2.7", "fd00::/8"])
+
+
+def test_forwarded_for_counts_only_from_a_trusted_proxy() -> None:
+    forged = ["203.0.113.9, 198.51.100.1"]
+    assert client_address("198.51.100.50", forged, PROXIES) == "198.51.100.50"  # untrusted peer: ignored
+    assert client_address("198.51.100.50", forged) == "198.51.100.50"  # no trusted proxies: ignored
+    assert client_address("127.0.0.1", forged) == "127.0.0.1"  # not even from loopback
+    assert client_address("10.1.2.3", forged, PROXIES) == "198.51.100.1"  # the right-most untrusted entry
+    # A proxy chain: the client's own entries (left) are skipped over as soon as one hop is untrusted.
+    chain = ["1.1.1.1, 203.0.113.9", "192.0.2.7 , 10.9.9.9"]  # two header lines, in order
+    assert client_address("10.0.0.1", chain, PROXIES) == "203.0.113.9"
+    assert client_address("10.0.0.1", ["203.0.113.9:4711"], PROXIES) == "203.0.113.9"  # with a port
+    assert client_address("10.0.0.1", ["[2001:db8::1]:443"], PROXIES) == "2001:db8::/64"
+    assert client_address("10.0.0.1", ["::ffff:203.0.113.9"], PROXIES) == "203.0.113.9"
+
+
+def test_malformed_forwarded_for_never_names_a_fresh_client() -> None:
+    for header in (["garbage"], ["203.0.113.9, unknown"], ["1.2.3.4, , 10.0.0.9"], ["999.1.1.1"], [""]):
+        found = client_address("10.0.0.1", header, PROXIES)
+        assert found in ("10.0.0.1", "10.0.0.9"), header  # the last trusted hop, not the client's word
+    assert client_address("10.0.0.1", [], PROXIES) == "10.0.0.1"  # from the proxy itself
+    assert client_address("10.0.0.1", ["10.0.0.2"], PROXIES) == "10.0.0.2"  # only proxies: the farthest
+    assert client_address("testclient", ["1.2.3.4"], PROXIES) == "testclient"
+    assert client_address(None, ["1.2.3.4"], PROXIES) == "unknown"
+    assert parse_address("1.2.3.4") == ipaddress.ip_address("1.2.3.4")
+    assert [parse_address(t) for t in ("", "[::1", "1.2.3.4:x:y", "not an ip", "1.2.3")] == [None] * 5
+    with pytest.raises(ValueError, match="'10.0.0.0/33'"):
+        parse_networks(["10.0.0.0/33"])
+
+
+def test_an_ipv6_client_is_its_64_network() -> None:
+    first = client_address("2001:db8:0:1::1", [])
+    assert first == client_address("2001:db8:0:1:ffff::2", []) == "2001:db8:0:1::/64"
+    assert first != client_address("2001:db8:0:2::1", [])
+
+
+def test_trusted_proxies_setting_is_validated(settings: Settings) -> None:
+    assert Settings(**{**settings.model_dump(), "trusted_proxies": ["10.0.0.0/8", "::1"]}).trusted_proxies
+    with pytest.raises(ValidationError, match="'proxy.example'"):
+        Settings(**{**settings.model_dump(), "trusted_proxies": ["proxy.example"]})
+
+
+def addressed_app(trusted_proxies: list[str]) -> FastAPI:
+    """Only the access middleware, rate limited (burst 2), and a route that says whom it saw (at the search
+    path: a whole token a request)."""
+    app = FastAPI()
+    install_access_control(app, None, [], RateLimiter(1, 2), trusted_proxies=trusted_proxies)
+
+    @app.get(SEARCH_PATH)
+    def whoami(request: Request) -> str:
+        return str(request.state.client_address)
+
+    return app
+
+
+def test_forged_forwarded_for_from_an_untrusted_peer_gets_no_fresh_bucket() -> None:
+    client = TestClient(addressed_app([]), client=("198.51.100.50", 4000))
+    answers = [client.get(SEARCH_PATH, headers={"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 429, 429]
+    assert {a.json() for a in answers[:2]} == {"198.51.100.50"}
+
+
+def test_a_trusted_proxy_forwards_each_shopper_to_their_own_bucket() -> None:
+    proxy = TestClient(addressed_app(["10.0.0.0/8"]), client=("10.0.0.1", 4000))
+    shopper = {"X-Forwarded-For": "1.2.3.4, 203.0.113.1"}  # "1.2.3.4" is what the shopper claimed
+    answers = [proxy.get(SEARCH_PATH, headers=shopper) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].json() == "203.0.113.1"
+    other = proxy.get(SEARCH_PATH, headers={"X-Forwarded-For": "203.0.113.2"})
+    assert other.status_code == 200 and other.json() == "203.0.113.2"
 
 
 def test_rate_limiter_memory_is_bounded() -> None:
@@ -102,22 +231,29 @@ def test_admin_api_needs_the_admin_key_and_is_off_without_one(keyed: Settings, s
     assert off.status_code == 403 and off.json()["code"] == "admin_disabled"
 
 
-def test_rate_limit_answers_429_with_retry_after_per_key(keyed: Settings) -> None:
+def test_rate_limit_answers_429_with_retry_after_per_address(keyed: Settings) -> None:
     image = {"image": ("a.jpg", jpeg_bytes(garment_image(1)), "image/jpeg")}
-    with TestClient(create_app(keyed)) as client:
+    app = create_app(keyed)
+    with TestClient(app, client=("203.0.113.1", 5000)) as client:
+        # Other addresses: clients without the lifespan of their own (the app's state is shared).
+        same_key_elsewhere = TestClient(app, client=("203.0.113.2", 5000))
+        guesser = TestClient(app, client=("203.0.113.3", 5000))
         shop_a = {"X-API-Key": SHOP_KEYS[0]}
         # a search takes a whole token (burst 4); other /v1 requests take 0.2
         codes = [client.post("/v1/search", files=image, headers=shop_a).status_code for _ in range(6)]
         limited = client.post("/v1/search", files=image, headers=shop_a)
         other_key = client.get("/v1/items/item-0001", headers={"X-API-Key": SHOP_KEYS[1]})
+        other_shopper = same_key_elsewhere.post("/v1/search", files=image, headers=shop_a)
         health = client.get("/healthz")
         guesses = [
-            client.get("/v1/items/x", headers={"X-API-Key": f"guess-{n}"}).status_code for n in range(6)
+            guesser.get("/v1/items/x", headers={"X-API-Key": f"guess-{n}"}).status_code for n in range(6)
         ]
     assert codes == [200] * 4 + [429] * 2
     assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) in (1, 2)
-    assert other_key.status_code == 200 and health.status_code == 200
+    assert other_key.status_code == 429  # the address's bucket, whatever the key
+    assert other_shopper.status_code == 200  # the shop's key is not used up by one of its shoppers
+    assert health.status_code == 200
     assert guesses == [401] * 4 + [429] * 2  # wrong keys share their address's bucket
 
 

@@ -4,10 +4,13 @@ searches attached to a session, and the event stream (TestClient streams the res
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
+import json
 import re
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,18 +19,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import SecretStr
 
+from search.responses import SearchResponse
 from search.settings import Settings
 from service.app import create_app
-from service.coview import (
-    MAX_ACTIVITY,
-    MAX_MESSAGES,
-    MAX_PENDING_FRAMES,
-    MAX_PUSHES,
-    MAX_STREAMS,
-    SessionStore,
-)
-from service.errors import TooManyStreamsError
-from service.shop_schemas import PushedItem
+from service.coview import MAX_STREAMS, SessionStore, session_photo
+from service.coview_session import MAX_ACTIVITY, MAX_MESSAGES, MAX_PENDING_FRAMES, MAX_PUSHES
+from service.errors import SessionsFullError, TooManySessionsError, TooManyStreamsError
+from service.shop_schemas import PushedItem, SessionSnapshot
 from tests.helpers import garment_image, jpeg_bytes
 
 TTL_S = 60
@@ -159,6 +157,191 @@ def test_a_full_store_answers_503_until_a_session_expires(
     assert snapshot(coview, ids[0])["messages"][0]["text"] == "still here"
 
 
+def test_one_client_address_holds_at_most_its_quota_of_sessions(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    store.max_sessions = 10
+    first = store.create("203.0.113.1", max_per_client=2).session_id
+    store.create("203.0.113.1", max_per_client=2)
+    clock.now += 20
+    with pytest.raises(TooManySessionsError) as refused:
+        store.create("203.0.113.1", max_per_client=2)
+    assert refused.value.retry_after_s == TTL_S - 20  # until its first session expires
+    assert store.create("203.0.113.2", max_per_client=2)  # another address is not affected
+    store.add_message(first, "shopper", "still here")  # renewed: it still counts
+    clock.now += TTL_S - 19  # the second expires
+    second = store.create("203.0.113.1", max_per_client=2).session_id
+    with pytest.raises(TooManySessionsError):
+        store.create("203.0.113.1", max_per_client=2)
+    assert len(store) == 3
+    # `first` ends at its maximum age while a live session is ahead of it (less recently active): not swept
+    # from the front, yet it no longer counts.
+    ahead = store.create("203.0.113.3").session_id
+    while clock.now + TTL_S / 2 < START + MAX_AGE_S:
+        for session_id in (ahead, first, second):
+            store.add_message(session_id, "shopper", "still here")
+        clock.now += TTL_S / 2
+    clock.now = START + MAX_AGE_S
+    assert store.create("203.0.113.1", max_per_client=2)
+    with pytest.raises(TooManySessionsError):
+        store.create("203.0.113.1", max_per_client=2)
+
+
+def test_the_session_quota_is_a_429_with_retry_after(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"max_sessions_per_client": 2}))
+    with TestClient(app, client=("203.0.113.1", 5000)) as client:
+        codes = [client.post("/v1/sessions").status_code for _ in range(3)]
+        refused = client.post("/v1/sessions")
+        elsewhere = TestClient(app, client=("203.0.113.2", 5000)).post("/v1/sessions")
+    assert codes == [201, 201, 429]
+    assert refused.json()["code"] == "too_many_sessions"
+    assert settings.session_ttl_s - 10 < int(refused.headers["Retry-After"]) <= settings.session_ttl_s
+    assert elsewhere.status_code == 201
+
+
+def test_a_full_store_evicts_its_least_recently_active_idle_session_without_a_search(
+    clock: FakeClock,
+) -> None:
+    store = SessionStore(ttl_s=600, max_age_s=6000, max_sessions=3, clock=clock, evict_idle_s=60)
+    oldest, searched, renewed = (store.create().session_id for _ in range(3))
+    store.attach_search(searched, b"jpeg", SearchResponse(garments=[], image_size=[1, 1], timings_ms={}))
+    clock.now += 10
+    store.add_message(renewed, "shopper", "hello")
+    clock.now += 40
+    with pytest.raises(SessionsFullError) as full:  # nobody idle for 60 s yet
+        store.create()
+    assert full.value.retry_after_s == 10  # when `oldest` may be evicted
+    clock.now += 10
+    store.create()  # evicts `oldest`: idle 60 s and never searched
+    with pytest.raises(SessionsFullError):
+        store.create()  # `renewed` is idle for only 50 s; `searched` is kept
+    clock.now += 10
+    store.create()  # now `renewed` goes
+    for gone in (oldest, renewed):
+        with pytest.raises(Exception, match="no such co-viewing session"):
+            store.require(gone)
+    store.require(searched)
+    assert len(store) == 3
+    every_one_searched = SessionStore(ttl_s=600, max_age_s=6000, max_sessions=1, clock=clock)
+    only = every_one_searched.create().session_id
+    every_one_searched.attach_search(
+        only, b"jpeg", SearchResponse(garments=[], image_size=[1, 1], timings_ms={})
+    )
+    clock.now += 100
+    with pytest.raises(SessionsFullError) as full:
+        every_one_searched.create()
+    assert full.value.retry_after_s == 500  # until it expires: a searched session is never evicted
+
+
+def test_an_evicted_session_tells_its_streams(clock: FakeClock) -> None:
+    store = SessionStore(ttl_s=600, max_age_s=6000, max_sessions=1, clock=clock, evict_idle_s=60)
+    session_id = store.create().session_id
+
+    async def main() -> list[str]:
+        subscriber, first = store.subscribe(session_id, asyncio.get_running_loop())
+        clock.now += 60
+        store.create()
+        return await asyncio.wait_for(_drain(store.frames(subscriber, first)), 5)
+
+    frames = asyncio.run(main())
+    assert [frame.split("\n")[0] for frame in frames] == ["event: snapshot", "event: expired"]
+
+
+async def _drain(frames: Any) -> list[str]:
+    return [frame async for frame in frames]
+
+
+def realistic_search(garments: int, top_k: int) -> dict[str, Any]:
+    """A search response as the shipped models give it: every garment and match with ten attributes."""
+    groups = ["colour", "pattern", "sleeve_length", "neckline", "fit", "material", "style", "gender"]
+    groups += ["season", "length"]
+
+    def attributes(seed: int) -> dict[str, Any]:
+        return {
+            g: {"value": f"{g}-{seed % 7}", "confidence": 0.8123, "source": "model", "alternatives": []}
+            for g in groups
+        }
+
+    def match(n: int) -> dict[str, Any]:
+        agreement = {"group": "colour", "value": "blue", "query": "blue", "source": "model"}
+        return {
+            "item_id": f"item-{n:06d}",
+            "title": f"Slim fit organic cotton shirt with long sleeves {n}",
+            "category": "top",
+            "brand": "Brandname",
+            "price": 49.95,
+            "currency": "EUR",
+            "in_stock": True,
+            "url": f"https://shop.example.com/products/slim-fit-organic-cotton-shirt-{n}?colour=blue",
+            "attributes": attributes(n),
+            "score": 0.7312,
+            "visual_score": 0.8123,
+            "attribute_score": 0.6,
+            "profile_boost": 0.0,
+            "matched": [agreement] * 4,
+            "mismatched": [agreement] * 2,
+        }
+
+    garment = {
+        "box": [10, 20, 300, 400],
+        "category": "top",
+        "score": 0.9,
+        "attributes": attributes(0),
+        "colours": [{"name": "blue", "fraction": 0.6}, {"name": "white", "fraction": 0.4}],
+        "unknown_attributes": ["material"],
+        "refinement": None,
+    }
+    return {
+        "garments": [
+            {**garment, "matches": [match(g * 1000 + k) for k in range(top_k)]} for g in range(garments)
+        ],
+        "image_size": [3000, 4000],
+        "timings_ms": {"decode": 12.0, "detect": 80.0, "embed": 30.0, "search": 2.0, "total": 130.0},
+    }
+
+
+def test_a_session_with_a_search_holds_about_its_json_not_objects(store: SessionStore) -> None:
+    """The memory a search costs its session: its JSON and photo, not 5-6 times that in pydantic objects."""
+    session_id = store.create().session_id
+    data = realistic_search(garments=4, top_k=10)
+    picture = garment_image(2, size=1200)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        response = SearchResponse.model_validate(data)  # as the search route builds it
+        store.attach_search(session_id, session_photo(picture), response)
+        del response
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    photo = store.photo(session_id)
+    response_json = json.dumps(data, separators=(",", ":"))
+    assert held < 1.3 * (len(response_json) + len(photo)), (held, len(response_json), len(photo))
+    kept = SessionSnapshot.model_validate_json(store.snapshot(session_id))
+    assert (
+        kept.search is not None
+        and kept.search.model_dump() == SearchResponse.model_validate(data).model_dump()
+    )
+
+
+def test_the_snapshot_json_is_a_session_snapshot(store: SessionStore) -> None:
+    session_id = store.create().session_id
+    item = PushedItem(
+        item_id="i", title="t", brand="b", price=None, currency="EUR", in_stock=True, category="top", url=""
+    )
+    store.add_message(session_id, "shopper", 'quotes " and \\ and ünïcode')
+    store.add_push(session_id, item, 0, None)
+    store.add_activity(session_id, "select_garment", None, None, 1)
+    store.attach_search(session_id, b"jpeg", SearchResponse.model_validate(realistic_search(1, 2)))
+    text = store.snapshot(session_id)
+    assert list(json.loads(text)) == list(SessionSnapshot.model_fields)  # the model's order
+    snapshot = SessionSnapshot.model_validate_json(text)
+    assert snapshot.messages[0].text == 'quotes " and \\ and ünïcode' and snapshot.pushed[0].item == item
+    assert snapshot.selected is None and snapshot.search is not None  # a new search clears the selection
+    assert snapshot.photo_url == f"/v1/sessions/{session_id}/photo?v=1"
+
+
 def test_max_sessions_comes_from_the_settings(settings: Settings) -> None:
     with TestClient(create_app(settings.model_copy(update={"max_sessions": 2}))) as client:
         codes = [client.post("/v1/sessions").status_code for _ in range(3)]
@@ -196,6 +379,8 @@ def test_messages_are_validated(coview: TestClient) -> None:
     bad = [
         {"sender": "shopper", "text": ""},
         {"sender": "shopper", "text": "   "},
+        {"sender": "shopper", "text": "\u200b"},  # a zero-width space
+        {"sender": "shopper", "text": " \u200b\u200c\u200d\u2060\ufeff\u00ad\u202e \u3000\u3164\x00 "},
         {"sender": "shopper", "text": "x" * 501},
         {"sender": "manager", "text": "hello"},
         {"sender": "shopper"},
@@ -204,10 +389,16 @@ def test_messages_are_validated(coview: TestClient) -> None:
     for body in bad:
         answer = coview.post(url, json=body)
         assert answer.status_code == 422 and answer.json()["code"] == "invalid_request", body
+    family = coview.post(
+        url, json={"sender": "shopper", "text": "\U0001f468\u200d\U0001f469\u200d\U0001f467"}
+    )
+    assert family.status_code == 201  # joiners inside an emoji: it shows
+    coview.post(url, json={"sender": "assistant", "text": "\u200bhi"})  # something shows: kept as sent
     longest = coview.post(url, json={"sender": "assistant", "text": " " + "y" * 500 + " "})
     assert longest.status_code == 201
-    assert longest.json()["text"] == "y" * 500 and longest.json()["id"] == 1
-    assert [m["text"] for m in snapshot(coview, session_id)["messages"]] == ["y" * 500]
+    assert longest.json()["text"] == "y" * 500 and longest.json()["id"] == 3
+    texts = [m["text"] for m in snapshot(coview, session_id)["messages"]]
+    assert texts == ["\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u200bhi", "y" * 500]
 
 
 def test_the_assistant_pushes_catalogue_items_only(coview: TestClient) -> None:
@@ -446,9 +637,8 @@ def test_a_stream_that_falls_behind_is_ended(store: SessionStore) -> None:
     frames = asyncio.run(main())
     assert len(frames) == 1 + MAX_PENDING_FRAMES  # the snapshot, then what fitted; then the end
     assert store.open_streams() == 0
-    assert (
-        store.snapshot(session_id).messages[-1].text == f"m{MAX_PENDING_FRAMES + 9}"
-    )  # the session lives on
+    last = SessionSnapshot.model_validate_json(store.snapshot(session_id)).messages[-1]
+    assert last.text == f"m{MAX_PENDING_FRAMES + 9}"  # the session lives on
 
 
 def test_pages_are_served_without_keys(settings: Settings) -> None:
