@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from models.embedding import Embedder
+from models.embedding import Embedder, HeadOutput
 from models.errors import ConfigError
 from models.garment import Garment, GarmentDetector
 from models.parser.detector import ParserDetector
@@ -20,6 +20,7 @@ __all__ = [
     "Garment",
     "GarmentDetector",
     "ProductGate",
+    "head_category",
 ]
 
 
@@ -66,8 +67,7 @@ class ProductGate:
         if head is None:
             return 0.0, None
         product = float(head.probabilities["gate"][head.labels["gate"].index("product")])
-        category, _ = head.best("category")
-        return product, (None if category == "other" else category)
+        return product, head_category(head)
 
     def detect(self, image: Image.Image) -> list[Garment]:
         product, category = self.product_probability(image)
@@ -75,6 +75,15 @@ class ProductGate:
             width, height = image.size
             return [Garment(box=(0, 0, width, height), category=category, score=round(product, 4))]
         return self.street.detect(image)
+
+
+def head_category(head: HeadOutput | None) -> str | None:
+    """What the category head (fashion-net-v3) calls one image or crop: its most probable label; None for
+    "other" (not a garment, such as a watch) and for an embedder without a category head."""
+    if head is None or "category" not in head.labels:
+        return None
+    category, _ = head.best("category")
+    return None if category == "other" else category
 
 
 DETECTOR_KINDS = ("garment-parser", FullFrameDetector.name)

@@ -245,6 +245,10 @@ def search(
     weights: Annotated[str | None, typer.Option(help='JSON group weights, e.g. {"colour": 3}')] = None,
     attribute_weight: Annotated[float | None, typer.Option(help="0 = visual only")] = None,
     profile: Annotated[str | None, typer.Option(help='JSON, e.g. {"brands": ["acme"]}')] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="x0,y0,x1,y1 in pixels of the upright photo: search this box, no detection"),
+    ] = None,
 ) -> None:
     """Answer one query locally and print the service's JSON response."""
 
@@ -259,8 +263,9 @@ def search(
         settings = _settings(index_dir=index)
         if not image.is_file():
             _fail(f"image {image} does not exist")
+        box = f"[{region.strip().strip('[]')}]" if region else None  # the form field's JSON array
         options = search_request(
-            settings, load_taxonomy(), top_k, category, text, filters, weights, profile, attribute_weight
+            settings, load_taxonomy(), top_k, category, text, filters, weights, profile, attribute_weight, box
         )
         picture = decode_image(image.read_bytes(), settings.max_image_pixels)
         store = IndexStore.open(index, settings.milvus_uri)

@@ -1,5 +1,6 @@
 """Search options from the multipart form and the CLI's flags: JSON-valued fields (`filters`, `weights`,
-`profile`) are parsed and validated here so every mistake is a 422 naming the field, before any model runs."""
+`profile`, `region`) are parsed and validated here so every mistake is a 422 naming the field, before any
+model runs (a region is checked against the image's size once it is decoded: `search.searcher.region_box`)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from models.errors import shown
 from search.errors import InvalidRequestError
 from search.ranking import Profile, check_group_weights
 from search.responses import StrictModel
-from search.searcher import SearchRequest
+from search.searcher import Region, SearchRequest, checked_region
 from search.settings import Settings
 
 Model = TypeVar("Model", bound=BaseModel)
 MAX_JSON_CHARS = 16_384  # of one JSON form field (filters, weights, profile)
 MAX_JSON_DEPTH = 8  # the deepest real option is filters.attributes.<group>: [values], depth 3
 MAX_NUMBER_CHARS = 40  # digits of one JSON number
+REGION_FORMAT = "a JSON array of 4 numbers [x0, y0, x1, y1] (pixels of the photo after EXIF orientation)"
 
 
 class PriceBand(StrictModel):
@@ -78,6 +80,20 @@ def parse_weights(raw: str | None) -> dict[str, float] | None:
         return check_group_weights({str(k): float(v) for k, v in weights.items()})
     except ValueError as exc:
         raise InvalidRequestError(f"weights: {exc}") from None
+
+
+def parse_region(raw: str | None) -> Region | None:
+    """The `region` form field (None when empty): 4 finite numbers with x0 < x1 and y0 < y1."""
+    region = load_json("region", raw)
+    if region is None:
+        return None
+    if not isinstance(region, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in region
+    ):
+        raise InvalidRequestError(f"region must be {REGION_FORMAT}, got {shown(region)}")
+    if len(region) != 4:
+        raise InvalidRequestError(f"region must be {REGION_FORMAT}, got {len(region)} numbers")
+    return checked_region(region)
 
 
 def load_json(name: str, raw: str | None) -> Any:
@@ -145,6 +161,7 @@ def search_request(
     weights: str | None,
     profile: str | None,
     attribute_weight: float | None,
+    region: str | None = None,
 ) -> SearchRequest:
     """Build the searcher's request; raises InvalidRequestError / FilterError (both 422)."""
     if not 1 <= top_k <= settings.max_top_k:
@@ -175,6 +192,7 @@ def search_request(
         text=text.strip() if text and text.strip() else None,
         profile=_profile(parse_json_field("profile", profile, ProfileIn), taxonomy),
         ranking=ranking,
+        region=parse_region(region),
     )
 
 

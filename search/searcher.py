@@ -1,10 +1,11 @@
-"""Query pipeline shared by the HTTP service and the CLI: detect garments -> crop -> embed (one batch)
--> attributes -> filtered vector search -> attribute re-ranking."""
+"""Query pipeline shared by the HTTP service and the CLI: detect garments (or take the shopper's region)
+-> crop -> embed (one batch) -> attributes -> filtered vector search -> attribute re-ranking."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,14 +19,18 @@ from indexer.store import IndexStore, UnknownCategoryError
 from models.attributes.extractor import AttributeExtractor, GarmentAttributes
 from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement, parse_refinement
+from models.detector import head_category
 from models.embedding import Embedder
 from models.errors import listed, shown
 from models.garment import Garment, GarmentDetector
 from models.images import crop_box
-from search.errors import ItemNotFoundError, SearchDeadlineError
+from search.errors import InvalidRequestError, ItemNotFoundError, SearchDeadlineError
 from search.ranking import CATEGORY_GROUP, Candidate, Profile, RankedItem, RankingConfig, rank
 
 TEXT_BLEND = 0.5  # weight of the text vector added to a garment's image vector (open_clip only)
+MIN_REGION_PX = 8  # the shortest side of a searched region, after clipping to the image
+MIN_REGION_INSIDE = 0.5  # share of a region's area that must lie on the image (the rest is clipped off)
+Region = tuple[float, float, float, float]  # [x0, y0, x1, y1] in pixels of the upright upload
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class SearchRequest:
     text: str | None = None
     profile: Profile | None = None
     ranking: RankingConfig | None = None  # None: the searcher's configured ranking
+    region: Region | None = None  # search this box as one garment instead of detecting garments
     deadline: float | None = None  # time.monotonic() after which the search gives up between stages
 
 
@@ -85,7 +91,11 @@ class OutfitSearcher:
 
         A category filter keeps only garments whose detected category is compatible with it. Otherwise a
         garment's matches come from the catalogue categories compatible with its detected category, and a
-        garment the catalogue does not sell (a hat in a shop without hats) gets no matches."""
+        garment the catalogue does not sell (a hat in a shop without hats) gets no matches.
+
+        With `request.region` the detector does not run: the region (see `region_box`) is the one garment,
+        named by the embedder's category head from the same pass that embeds it (no category without one),
+        and a category filter restricts its matches instead of dropping it."""
         unknown = sorted(request.filters.categories - set(self.store.categories))
         if unknown:
             raise UnknownCategoryError(
@@ -93,9 +103,15 @@ class OutfitSearcher:
             )
         stages = _Stages(request.deadline)
         with stages.timed("detect"):
-            garments = [g for g in self.detector.detect(image) if self._wanted(g, request)]
+            if request.region is not None:
+                garments = [Garment(region_box(request.region, image.size), category=None, score=1.0)]
+            else:
+                garments = [g for g in self.detector.detect(image) if self._wanted(g, request)]
         with stages.timed("embed"):
             vectors, heads = self.embedder.describe_images([crop_box(image, g.box) for g in garments])
+            if request.region is not None:
+                category = head_category(heads[0] if heads else None)
+                garments = [dataclasses.replace(garments[0], category=category)]
         with stages.timed("attributes"):
             attributes = self.extractor.for_garments(image, garments, vectors, heads)
             refinements = [self._refinement(request.text, g.category) for g in garments]
@@ -162,6 +178,51 @@ class OutfitSearcher:
         texts = self.embedder.embed_texts(prompts)
         blended = vectors + TEXT_BLEND * texts
         return (blended / np.linalg.norm(blended, axis=1, keepdims=True)).astype(np.float32)
+
+
+def checked_region(values: tuple[float, ...] | list[float]) -> Region:
+    """Four finite numbers, x0 < x1 and y0 < y1: a region whatever the image; else InvalidRequestError."""
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InvalidRequestError(f"region must be 4 finite numbers [x0, y0, x1, y1], got {shown(values)}")
+    x0, y0, x1, y1 = (float(v) for v in values)
+    if x1 <= x0 or y1 <= y0:
+        raise InvalidRequestError(
+            f"{_named(values)} is empty: x1 must be greater than x0 and y1 greater than y0"
+        )
+    return x0, y0, x1, y1
+
+
+def _named(values: tuple[float, ...] | list[float]) -> str:
+    return f"region [{', '.join(f'{v:g}' for v in values)}]"
+
+
+def region_box(region: Region, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The shopper's region as a garment box on this image, in whole pixels (outwards: the start rounded
+    down, the end up). A region partly off the image is clipped to it when at least MIN_REGION_INSIDE of
+    its area lies on the image; what is searched must be at least MIN_REGION_PX on each side. Otherwise
+    InvalidRequestError (422), naming the region and the image's size."""
+    x0, y0, x1, y1 = checked_region(region)
+    width, height = size
+    named = _named(region)
+    image = f"the {width}x{height} image"
+    upright = "(pixels of the photo after EXIF orientation)"
+    left, top, right, bottom = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
+    if right <= left or bottom <= top:
+        raise InvalidRequestError(f"{named} lies outside {image} {upright}")
+    inside = (right - left) * (bottom - top) / ((x1 - x0) * (y1 - y0))
+    if inside < MIN_REGION_INSIDE:
+        raise InvalidRequestError(
+            f"{named} lies mostly outside {image}: {inside:.0%} of it is on the image, "
+            f"at least {MIN_REGION_INSIDE:.0%} must be {upright}"
+        )
+    box = (math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom))
+    box_width, box_height = box[2] - box[0], box[3] - box[1]
+    if box_width < MIN_REGION_PX or box_height < MIN_REGION_PX:
+        raise InvalidRequestError(
+            f"{named} is {box_width}x{box_height} pixels on {image}; "
+            f"the smallest region is {MIN_REGION_PX}x{MIN_REGION_PX}"
+        )
+    return box
 
 
 class _Stages:

@@ -19,7 +19,7 @@ from models.errors import ImageTooLargeError
 from models.images import decode_image
 from search.query import search_request
 from search.responses import Item, SearchResponse, item_from_record, search_response
-from search.searcher import OutfitResult, OutfitSearcher, SearchRequest
+from search.searcher import MIN_REGION_INSIDE, MIN_REGION_PX, OutfitResult, OutfitSearcher, SearchRequest
 from search.settings import Settings
 from service.catalog import change_catalogue
 from service.coview import session_photo
@@ -86,6 +86,15 @@ async def search(
         str | None,
         Form(description="a co-viewing session: it gets the photo and results (404 if unknown)"),
     ] = None,
+    region: Annotated[
+        str | None,
+        Form(
+            description="JSON [x0, y0, x1, y1], pixels of the photo after EXIF orientation: search this box "
+            "as the one garment (no detection; category from the classifier). Clipped to the photo when at "
+            f"least {MIN_REGION_INSIDE:.0%} of its area is on it; at least {MIN_REGION_PX}x{MIN_REGION_PX} "
+            "pixels. Malformed, empty, too small or off the photo: 422"
+        ),
+    ] = None,
 ) -> SearchResponse:
     settings: Settings = request.app.state.settings
     deadline = time.monotonic() + settings.request_timeout_s
@@ -95,6 +104,7 @@ async def search(
     options = await run_in_threadpool(
         search_request,
         settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile, attribute_weight,
+        region,
     )  # fmt: skip
     options = dataclasses.replace(options, deadline=deadline)
     if session_id:

@@ -1,6 +1,7 @@
 // The assistant page (/assist/{session}): follows the shopper's photo, boxes, selected garment and results
 // live from the session's event stream, lists what the shopper did, pushes products and chats.
-import { api, chat, clockTime, el, garmentName, imageUrl, messenger, readEvents, renderCard, renderPhoto } from "./common.js";
+import { api, chat, clockTime, el, garmentName, imageUrl, messenger, readEvents, renderCard } from "./common.js";
+import { renderPhoto } from "./photo.js";
 
 const $ = (id) => document.getElementById(id);
 const show = messenger($("status"), $("error"), () => follow());

@@ -1,5 +1,6 @@
 // Shared by the shopper page (shop.js) and the assistant page (assist.js): API calls with the storefront
-// key, the server-sent-event reader, readable error messages, the photo with garment boxes, product cards.
+// key, the server-sent-event reader, readable error messages, garment names, product cards (the photo with
+// its garment boxes is photo.js).
 // Everything goes through fetch() so the X-API-Key header is always sent (EventSource and <img> cannot).
 
 const KEY_STORAGE = "fashion.apiKey";
@@ -235,44 +236,6 @@ export function garmentName(garments, index) {
   const same = garments.filter((garment) => garment.category === garments[index].category);
   const name = label(garments[index].category);
   return same.length > 1 ? `${name} ${same.indexOf(garments[index]) + 1}` : name;
-}
-
-/**
- * Draw the photo with one focusable button per garment. Boxes are placed in percent of the upload's
- * size, so they follow the displayed image at any width. `marks` maps garment index -> extra class.
- */
-export function renderPhoto(frame, src, search, selected, onSelect, marks = {}) {
-  const [width, height] = search.image_size;
-  const image = frame.querySelector("img");
-  if (image.getAttribute("src") !== src) image.src = src;
-  const layer = frame.querySelector(".boxes");
-  layer.replaceChildren();
-  const areas = search.garments.map(({ box }) => (box[2] - box[0]) * (box[3] - box[1]));
-  const byArea = [...areas].sort((a, b) => b - a);
-  search.garments.forEach((garment, index) => {
-    const [x0, y0, x1, y1] = garment.box;
-    const name = garmentName(search.garments, index);
-    const button = el(
-      "button",
-      {
-        type: "button",
-        class: ["box", index === selected ? "selected" : "", marks[index] || ""].join(" ").trim(),
-        "aria-pressed": String(index === selected),
-        "aria-label": `${name}: show matches${marks[index] ? " (the shopper is looking at this)" : ""}`,
-        dataset: { garment: String(index), category: garment.category || "" },
-        onclick: (event) => onSelect(index, event),
-      },
-      el("span", { class: "box-label", "aria-hidden": "true" }, label(garment.category)),
-    );
-    Object.assign(button.style, {
-      left: `${(100 * x0) / width}%`,
-      top: `${(100 * y0) / height}%`,
-      width: `${(100 * (x1 - x0)) / width}%`,
-      height: `${(100 * (y1 - y0)) / height}%`,
-      zIndex: String(1 + byArea.indexOf(areas[index])), // smaller boxes on top, so each stays tappable
-    });
-    layer.append(button);
-  });
 }
 
 function chip(agreement, matched) {

@@ -1,6 +1,9 @@
-// The shopper page: photo -> garment boxes -> matches; filters and a text refinement re-run the search
-// with the same photo; "Ask an assistant" opens a co-viewing session (pushed products and chat).
-import { ApiError, api, chat, el, garmentName, messenger, readEvents, renderCard, renderPhoto } from "./common.js";
+// The shopper page: photo -> garment boxes (the first one selected) -> matches; a box the shopper draws is
+// searched instead when detection missed a garment; filters and a text refinement re-run the search with the
+// same photo (and box); "Ask an assistant" opens a co-viewing session (pushed products and chat).
+import { ApiError, api, chat, el, garmentName, messenger, readEvents, renderCard } from "./common.js";
+import { renderPhoto } from "./photo.js";
+import { enableDrawing } from "./draw.js";
 
 const $ = (id) => document.getElementById(id);
 const show = messenger($("status"), $("error"), () => state.file && runSearch());
@@ -11,6 +14,8 @@ const state = {
   photoUrl: null, // its object URL for display
   search: null, // the last search response
   selected: null, // garment index
+  region: null, // [x0, y0, x1, y1] the shopper drew, in upload pixels; null: detect the garments
+  drawing: false, // "Draw a box" is armed
   session: null, // {session_id, assist_url}
   stream: null, // AbortController of the session's event stream
   pushed: new Map(), // item_id -> push
@@ -41,20 +46,27 @@ async function runSearch() {
   const chosen = filters();
   if (Object.keys(chosen).length) form.append("filters", JSON.stringify(chosen));
   if (state.session) form.append("session_id", state.session.session_id);
+  const region = state.region;
+  if (region) form.append("region", JSON.stringify(region));
   show.clear();
-  show.status("Looking for garments and similar products…");
+  show.status(region ? "Looking for products like the area you drew…" : "Looking for garments and similar products…");
   document.body.setAttribute("aria-busy", "true");
   try {
     const search = await api("/v1/search", { method: "POST", form });
-    const samePhoto = state.search && state.search.photo === state.file;
-    state.search = { ...search, photo: state.file };
-    if (!samePhoto || state.selected >= search.garments.length) state.selected = null;
+    const same = state.search && state.search.photo === state.file && state.search.region === region;
+    state.search = { ...search, photo: state.file, region };
+    // The detector orders the garments: the first is the one to show, without a tap.
+    if (!same || state.selected === null || state.selected >= search.garments.length) {
+      state.selected = search.garments.length ? 0 : null;
+    }
     renderSearch();
     const garment = search.garments[state.selected];
     if (state.session && garment) postEvent("select_garment", null, garment.category, state.selected);
   } catch (error) {
     show.status("");
     show.error(error);
+    // A box that failed is not kept for the next search (refine, filters): the last shown one is.
+    if (state.search && state.search.photo === state.file) state.region = state.search.region;
     if (error instanceof ApiError && error.code === "session_not_found") endSession();
   } finally {
     document.body.removeAttribute("aria-busy");
@@ -62,15 +74,21 @@ async function runSearch() {
 }
 
 function renderSearch() {
-  const { garments } = state.search;
+  const { garments, region } = state.search;
   $("photo-panel").hidden = false;
+  $("all-garments").hidden = !region;
   renderPhoto($("frame"), state.photoUrl, state.search, state.selected, selectGarment);
-  if (!garments.length) {
-    $("photo-hint").textContent = "We found no garments in this photo. Try one where the clothes are clearly visible.";
+  if (state.drawing) {
+    $("photo-hint").textContent = DRAW_HINT;
+  } else if (region) {
+    $("photo-hint").textContent = "Showing matches for the area you drew. Draw another box, or show all garments.";
+    show.status(`Searched the area you drew: ${garmentName(garments, 0)}.`);
+  } else if (!garments.length) {
+    $("photo-hint").textContent = "We found no garments in this photo. Draw a box around one, or try a photo where the clothes are clearly visible.";
     show.status("No garments found.");
   } else {
     const names = garments.map((garment) => (garment.category || "garment").replace(/_/g, " "));
-    $("photo-hint").textContent = "Tap a garment to see matching products.";
+    $("photo-hint").textContent = "Tap a garment to see matching products, or draw a box around one we missed.";
     show.status(`Found ${garments.length} garment${garments.length === 1 ? "" : "s"}: ${names.join(", ")}.`);
   }
   renderResults();
@@ -128,6 +146,29 @@ function productCard(product, category, note) {
       },
     ],
   });
+}
+
+// --- drawing a box ---------------------------------------------------------------------------------
+
+const DRAW_HINT = "Drag across the garment you want to search.";
+
+function armDrawing(on) {
+  state.drawing = on;
+  $("draw").setAttribute("aria-pressed", String(on));
+  $("frame").classList.toggle("drawing", on);
+  if (on) $("photo-hint").textContent = DRAW_HINT;
+  else if (state.search) renderSearch();
+}
+
+function searchRegion(region) {
+  state.region = region;
+  armDrawing(false);
+  runSearch();
+}
+
+function showAllGarments() {
+  state.region = null;
+  runSearch();
 }
 
 // --- shopper signals --------------------------------------------------------------------------------
@@ -274,6 +315,10 @@ function choosePhoto(input) {
   if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
   state.file = file;
   state.photoUrl = URL.createObjectURL(file);
+  state.region = null;
+  state.drawing = false;
+  $("draw").setAttribute("aria-pressed", "false");
+  $("frame").classList.remove("drawing");
   runSearch();
 }
 
@@ -292,6 +337,14 @@ if (navigator.share) {
   );
 }
 $("notice-show").addEventListener("click", showNotice);
+$("draw").addEventListener("click", () => armDrawing(!state.drawing));
+$("all-garments").addEventListener("click", showAllGarments);
+enableDrawing($("frame"), {
+  imageSize: () => state.search?.image_size,
+  armed: () => state.drawing,
+  onRegion: searchRegion,
+  onSmall: () => show.status("That box is too small to search. Drag across the whole garment."),
+});
 $("frame")
   .querySelector("img")
   .addEventListener("error", () => {

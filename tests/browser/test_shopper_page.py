@@ -27,7 +27,7 @@ def test_a_phone_shopper_sees_garments_matches_and_signals_are_counted(
     page.goto("/")
     expect(page.get_by_label("Take a photo")).to_have_attribute("capture", "environment")
     assert upload(page, shop.scenes[0], min_boxes=2) >= 2
-    labels = page.locator("#frame .box .box-label").all_inner_texts()
+    labels = page.locator("#frame .labels .box-label").all_text_contents()
     assert all(label.strip() for label in labels), labels
     box_inside_photo(page)
     expect(page.locator("#status")).to_contain_text("Found")
