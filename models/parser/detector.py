@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.garment import Garment
-from models.parser.instances import Instance, extract_instances
+from models.parser.instances import Instance
 from models.parser.network import load_network
-from models.parser.taxonomy import CLASS_INDEX, GARMENT_CLASSES
+from models.parser.outfit import OutfitRules, outfit_instances
 from models.runtime import DEFAULT_RUNTIME, Network, compile_network
 from models.spec import SHIPPED_PARSER
 
@@ -53,10 +53,12 @@ class _Mirrored(nn.Module):
 
 
 class ParserDetector:
-    """Garment instances = connected components of each garment class in the predicted mask.
+    """Garment instances of the predicted class probabilities, per person (`models.parser.outfit`): dress
+    or top + skirt per person, fragments of one garment merged, specks and unsure accessories dropped.
 
     Boxes are in pixels of the image passed to `detect`; masks are bool arrays of the image's size. Score
-    is the mean predicted-class probability inside the component. Sorted by score, highest first.
+    is the mean probability of the garment's class inside it; garments scoring under `min_score` are
+    dropped. Ordered by area x score, largest and most confident first: the first is the one to pre-select.
     """
 
     name = "garment-parser"
@@ -65,11 +67,14 @@ class ParserDetector:
         self,
         weights_path: Path = SHIPPED_PARSER,
         threads: int = 0,
-        min_area_frac: float = 0.001,
+        min_area_frac: float | None = None,
         flip: bool = True,
         min_score: float = 0.0,
         runtime: str = DEFAULT_RUNTIME,
+        rules: OutfitRules | None = None,
     ) -> None:
+        rules = rules or OutfitRules()
+        min_area_frac = rules.min_area_frac if min_area_frac is None else min_area_frac
         if threads < 0 or not 0.0 <= min_area_frac < 1.0:
             raise ValueError(
                 f"threads must be >= 0 and min_area_frac in [0, 1); got {threads}, {min_area_frac}"
@@ -79,7 +84,7 @@ class ParserDetector:
         self.min_area_frac = min_area_frac
         self.flip = flip
         self.min_score = min_score
-        self._garment_indices = tuple(CLASS_INDEX[name] for name in GARMENT_CLASSES)
+        self.rules = replace(rules, min_area_frac=min_area_frac)
         self._mean = torch.tensor(self.config.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(self.config.std).view(1, 3, 1, 1)
         self._logits = self._load_logits(threads)
@@ -107,14 +112,10 @@ class ParserDetector:
         return Parse(class_map.numpy(), confidence.numpy())
 
     def detect(self, image: Image.Image) -> list[Garment]:
-        parse = self.parse(image)
-        instances = extract_instances(
-            parse.class_map, self._garment_indices, parse.confidence, min_area_frac=self.min_area_frac
-        )
-        # Score filter first: full-size masks are built only for the garments we return.
+        instances = outfit_instances(self.probabilities(image).numpy(), rules=self.rules)
+        # Score filter first: full-size masks are built only for the garments we return (in their order).
         kept = [instance for instance in instances if round(instance.score, 4) >= self.min_score]
-        garments = [self._to_garment(instance, image.size) for instance in kept]
-        return sorted(garments, key=lambda garment: garment.score, reverse=True)
+        return [self._to_garment(instance, image.size) for instance in kept]
 
     def _to_garment(self, instance: Instance, size: tuple[int, int]) -> Garment:
         width, height = size

@@ -1,14 +1,20 @@
-"""Garment instances from a per-pixel class map: connected components, fragment merging, area filter.
+"""Garment instances from a per-pixel class map: connected components, nested-fragment merging, area filter.
 
-Connected components are found on runs of pixels (row by row, 4-connectivity) with a small union-find, so
-the work grows with the number of runs, not pixels: a few milliseconds on a 320 x 224 map, no scipy.
+Connected components and their boxes come from `scipy.ndimage` (`label`, 4-connectivity, and
+`find_objects`). `extract_instances` is the plain component rule: the parser v2 post-processing and the
+quality benchmark's ground-truth rule (benchmarks/quality_data.py). The detector's own post-processing,
+which works per person on the class probabilities, is `models.parser.outfit.outfit_instances`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
+
+Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -16,71 +22,42 @@ class Instance:
     """One component in class-map pixels. `box` is [x0, y0, x1, y1) (exclusive end)."""
 
     class_index: int
-    box: tuple[int, int, int, int]
+    box: Box
     mask: np.ndarray  # bool, shape of the class map
     area: int
     score: float
 
 
-def _find(parent: list[int], node: int) -> int:
-    root = node
-    while parent[root] != root:
-        root = parent[root]
-    while parent[node] != root:
-        parent[node], node = root, parent[node]
-    return root
-
-
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected components of a 2-D bool mask -> (int32 labels with 0 = off and 1..n, n)."""
+    """4-connected components of a 2-D bool mask -> (int32 labels with 0 = off and 1..n, n), numbered in
+    raster order of each component's first pixel."""
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
-    height, width = mask.shape
-    labels = np.zeros((height, width), dtype=np.int32)
-    edges = np.diff(mask.astype(np.int8), axis=1, prepend=0, append=0)
-    start_rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)  # row-major order, so ends pair with starts
-    if len(starts) == 0:
-        return labels, 0
-    parent = list(range(len(starts)))
-    row_first = np.searchsorted(start_rows, np.arange(height + 1))
-    for row in range(1, height):
-        above = range(row_first[row - 1], row_first[row])
-        here = range(row_first[row], row_first[row + 1])
-        if not above or not here:
-            continue
-        i, j = above.start, here.start
-        while i < above.stop and j < here.stop:
-            if starts[i] < ends[j] and starts[j] < ends[i]:
-                root_a, root_b = _find(parent, i), _find(parent, j)
-                if root_a != root_b:
-                    parent[max(root_a, root_b)] = min(root_a, root_b)
-            if ends[i] < ends[j]:
-                i += 1
-            else:
-                j += 1
-    roots = np.array([_find(parent, run) for run in range(len(starts))])
-    _, run_labels = np.unique(roots, return_inverse=True)
-    lengths = ends - starts
-    first = np.repeat(start_rows * width + starts - (np.cumsum(lengths) - lengths), lengths)
-    labels.reshape(-1)[first + np.arange(lengths.sum())] = np.repeat(run_labels + 1, lengths)
-    return labels, int(run_labels.max()) + 1
+    labels, count = ndimage.label(mask)
+    return labels.astype(np.int32, copy=False), int(count)
 
 
-def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    rows, cols = np.any(mask, axis=1), np.any(mask, axis=0)
-    y0, y1 = np.argmax(rows), len(rows) - np.argmax(rows[::-1])
-    x0, x1 = np.argmax(cols), len(cols) - np.argmax(cols[::-1])
-    return int(x0), int(y0), int(x1), int(y1)
+def slice_box(region: tuple[slice, slice]) -> Box:
+    """[x0, y0, x1, y1) of a `find_objects` (rows, cols) slice pair."""
+    rows, cols = region
+    return int(cols.start), int(rows.start), int(cols.stop), int(rows.stop)
 
 
-def _overlap_of_smaller(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def union_box(a: Box, b: Box) -> Box:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def box_area(box: Box) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def overlap_of_smaller(a: Box, b: Box) -> float:
+    """Intersection of two boxes over the smaller box's area."""
     width = min(a[2], b[2]) - max(a[0], b[0])
     height = min(a[3], b[3]) - max(a[1], b[1])
     if width <= 0 or height <= 0:
         return 0.0
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return width * height / max(1, smaller)
+    return width * height / max(1, min(box_area(a), box_area(b)))
 
 
 def extract_instances(
@@ -89,6 +66,7 @@ def extract_instances(
     confidence: np.ndarray | None = None,
     min_area_frac: float = 0.001,
     merge_overlap: float = 0.5,
+    label: Callable[[np.ndarray], tuple[np.ndarray, int]] = label_components,
 ) -> list[Instance]:
     """Components of each class in `class_indices`, largest first within a class.
 
@@ -96,6 +74,7 @@ def extract_instances(
     mostly (`merge_overlap` of the smaller box) inside another same-class component's box is merged into it:
     a top cut in two by a bag strap is one garment; two shoes side by side stay two. `confidence` (same
     shape, the predicted class's probability) gives each instance the mean inside it; without it score is 1.
+    `label` finds the components (a reference implementation can be passed to compare against).
     """
     min_area = max(1, round(min_area_frac * class_map.size))
     instances: list[Instance] = []
@@ -103,16 +82,22 @@ def extract_instances(
         mask = class_map == class_index
         if not mask.any():
             continue
-        labels, count = label_components(mask)
+        labels, count = label(mask)
         areas = np.bincount(labels.reshape(-1), minlength=count + 1)
-        parts = [(labels == label) for label in np.argsort(-areas[1:]) + 1 if areas[label] >= min_area]
-        merged: list[tuple[np.ndarray, tuple[int, int, int, int]]] = []
-        for part in parts:
-            box = _box(part)
+        regions = ndimage.find_objects(labels, max_label=count)
+        merged: list[tuple[np.ndarray, Box]] = []
+        for component in np.argsort(-areas[1:]) + 1:
+            if areas[component] < min_area:
+                break
+            region = regions[component - 1]
+            assert region is not None  # every label 1..count has pixels
+            part = np.zeros(mask.shape, dtype=bool)
+            part[region] = labels[region] == component
+            box = slice_box(region)
             for position, (kept, kept_box) in enumerate(merged):
-                if _overlap_of_smaller(box, kept_box) >= merge_overlap:
-                    union = kept | part
-                    merged[position] = (union, _box(union))
+                if overlap_of_smaller(box, kept_box) >= merge_overlap:
+                    kept |= part
+                    merged[position] = (kept, union_box(kept_box, box))
                     break
             else:
                 merged.append((part, box))
