@@ -6,13 +6,13 @@ answers a 4xx/409 (HTTP) or one `error:` line (CLI), and nothing changes."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +21,14 @@ import pytest
 
 from indexer.manifest import METADATA_NAME
 from indexer.publish import PARTIAL_SUFFIX, builds_root
-from tests.e2e.serving import cli, running_server, start_server, tiny_model_env, write_slow_catalog
+from tests.e2e.serving import (
+    cli,
+    running_server,
+    start_server,
+    tiny_model_env,
+    wait_until,
+    write_slow_catalog,
+)
 from tests.helpers import garment_image, jpeg_bytes, write_catalog
 
 pytestmark = pytest.mark.slow
@@ -196,7 +203,7 @@ def test_a_killed_admin_change_leaves_nothing_behind(tmp_path: Path, env: dict[s
     change (after a restart) publishes cleanly with nothing partial left."""
     out = tmp_path / "index"
     assert build(out, tmp_path / "shop", env).returncode == 0
-    slow = write_slow_catalog(tmp_path / "big", 120)
+    slow = write_slow_catalog(tmp_path / "big", 200)
     rows = [json.loads(line) for line in slow.read_text().splitlines()]
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -211,17 +218,30 @@ def test_a_killed_admin_change_leaves_nothing_behind(tmp_path: Path, env: dict[s
 
         change = threading.Thread(target=post_change, daemon=True)
         change.start()
-        time.sleep(1.5)  # the change is embedding its 120 rows
-        process.send_signal(signal.SIGKILL)
+        wait_until(lambda: lock_held(out), 30, "the admin change to take the index's build lock")
+        process.send_signal(signal.SIGKILL)  # mid-change: it holds the lock until it has published
         process.wait(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
         process.log_path.unlink(missing_ok=True)
     assert not [p.name for p in scratch.iterdir() if p.name.startswith("fashion")]
+    later = [{**row, "id": f"after-{n}"} for n, row in enumerate(rows[:2])]
     with running_server(out, serving) as restarted:
-        answer = httpx.post(
-            f"{restarted}/v1/admin/items", json={"items": rows[:2]}, headers=ADMIN, timeout=60
-        )
+        answer = httpx.post(f"{restarted}/v1/admin/items", json={"items": later}, headers=ADMIN, timeout=60)
         assert answer.status_code == 200 and answer.json()["added"] == 2, answer.text[:300]
     assert not list(builds_root(out).glob(f"*{PARTIAL_SUFFIX}"))
+
+
+def lock_held(out: Path) -> bool:
+    """Whether a build or change of `out` holds its lock (indexer.publish.build_lock) right now."""
+    lock = builds_root(out) / ".lock"
+    if not lock.is_file():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

@@ -160,11 +160,11 @@ def test_the_gate_makes_a_product_photo_one_whole_garment_and_leaves_street_phot
     image = Image.new("RGB", (60, 80), "white")
     product = ProductGate(_Street(), _Heads(0.93, "trousers")).detect(image)  # type: ignore[arg-type]
     assert product == [Garment((0, 0, 60, 80), "trousers", 0.93)]
-    watch = ProductGate(_Street(), _Heads(0.9, "other")).detect(image)  # type: ignore[arg-type]
+    watch = ProductGate(_Street(), _Heads(0.95, "other")).detect(image)  # type: ignore[arg-type]
     assert watch[0].category is None  # not a garment category: matched by look alone
     street = ProductGate(_Street(), _Heads(0.2, "top")).detect(image)  # type: ignore[arg-type]
     assert [g.category for g in street] == ["top", "hat"]
-    without_heads = _Heads(0.9, "top")
+    without_heads = _Heads(0.95, "top")
     without_heads.head_labels = {}  # type: ignore[assignment]  # what a v1 embedder reports
     with pytest.raises(ConfigError, match="no product gate head"):
         ProductGate(_Street(), without_heads)  # type: ignore[arg-type]
