@@ -94,7 +94,6 @@ def publish(staging: Path, out_dir: Path, keep: int, on_prune: Callable[[Path], 
     if not (staging / MANIFEST_NAME).is_file():
         raise BuildError(f"refusing to publish {staging}: it has no {MANIFEST_NAME}")
     final = staging.with_name(staging.name.removesuffix(PARTIAL_SUFFIX))
-    check_out_dir(out_dir)
     for part in staging.iterdir():  # the data itself is on disk before the link can point at it
         if part.is_file():
             fsync_path(part)

@@ -100,15 +100,19 @@ async def search(
     deadline = time.monotonic() + settings.request_timeout_s
     searcher: OutfitSearcher = request.app.state.searcher
     k = settings.default_top_k if top_k is None else top_k
-    # Quick, but they parse JSON and take the session store's lock: in the pool, never blocking the loop.
-    options = await run_in_threadpool(
-        search_request,
-        settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile, attribute_weight,
-        region,
-    )  # fmt: skip
-    options = dataclasses.replace(options, deadline=deadline)
-    if session_id:
-        await run_in_threadpool(request.app.state.sessions.require, session_id)  # before the search runs
+
+    def checked_options() -> SearchRequest:
+        """Parse the options, then check the session (before the search runs). Quick, but it parses JSON and
+        takes the session store's lock: one trip to the pool, never on the event loop."""
+        options = search_request(
+            settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile,
+            attribute_weight, region,
+        )  # fmt: skip
+        if session_id:
+            request.app.state.sessions.require(session_id)
+        return dataclasses.replace(options, deadline=deadline)
+
+    options = await run_in_threadpool(checked_options)
     data = await read_limited(image, settings.max_upload_bytes)  # the bytes decide the type, not the name
     async with request.app.state.limiter.slot(deadline):  # the wait is on the event loop
         picture, result, timings = await run_in_threadpool(

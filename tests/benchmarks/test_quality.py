@@ -28,7 +28,7 @@ from benchmarks.quality import (
 from benchmarks.quality_data import Product, TruthGarment, missing_data, truth_garments
 from models.parser.taxonomy import CLASS_INDEX
 from search.settings import Settings
-from tests.helpers import DATA_DIR, REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def test_precision_at_k_divides_by_k() -> None:
@@ -211,12 +211,10 @@ def test_missing_data_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_smoke_run_on_the_real_data(tmp_path: Path) -> None:
-    if missing_data(DATA_DIR):
-        pytest.skip(f"data not found under {DATA_DIR} ({missing_data(DATA_DIR)[0]}; set FASHION_DATA_DIR)")
+def test_smoke_run_on_the_real_data(tmp_path: Path, real_data: Path) -> None:
     out = tmp_path / "quality.json"
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.quality", "--data", str(DATA_DIR), "--limit", "2",
+        [sys.executable, "-m", "benchmarks.quality", "--data", str(real_data), "--limit", "2",
          "--pipelines", "ours", "--out", str(out)],
         cwd=REPO_ROOT, check=True, timeout=120, capture_output=True,
     )  # fmt: skip

@@ -30,7 +30,7 @@ from benchmarks.realtime import (
     summarise_system,
     write_catalogue,
 )
-from tests.helpers import DATA_DIR, REPO_ROOT, garment_image
+from tests.helpers import REPO_ROOT, garment_image
 
 
 def test_parse_env_splits_only_where_the_next_setting_begins() -> None:
@@ -208,13 +208,11 @@ def test_peer_app_finds_an_indexed_image_first_and_refuses_a_non_image(tmp_path:
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_smoke_run_on_the_real_data(tmp_path: Path) -> None:
-    if missing_data(DATA_DIR):
-        pytest.skip(f"data not found under {DATA_DIR} ({missing_data(DATA_DIR)[0]}; set FASHION_DATA_DIR)")
+def test_smoke_run_on_the_real_data(tmp_path: Path, real_data: Path) -> None:
     out = tmp_path / "realtime.json"
     absent = tmp_path / "absent.safetensors"
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.realtime", "--data", str(DATA_DIR), "--limit", "3",
+        [sys.executable, "-m", "benchmarks.realtime", "--data", str(real_data), "--limit", "3",
          "--catalogue-limit", "8", "--repeats", "1", "--peer-threads", "default", "--configs",
          f"defaults=;gone=FASHION_EMBEDDER__PRETRAINED={absent}", "--out", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
