@@ -22,8 +22,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
+  # torch's x86_64 wheel alone unpacks to ~5.5 GB: say so plainly instead of failing half-way with ENOSPC.
+  need_kb=$((8 * 1024 * 1024))
+  free_kb=$(df -Pk . | awk 'NR == 2 {print $4}')
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
+    echo "error: installing needs about 8 GB free beside the project; $((free_kb / 1024)) MB free here" >&2
+    exit 1
+  fi
   echo "bootstrap: installing the project and its dependencies (first run takes a few minutes)" >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  # No pip cache: the wheels would be kept twice (cache and venv) on a disk that CI shares.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir -e '.[dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -1,4 +1,5 @@
-"""Train the garment parser from random init on CCP within a wall-clock budget (resumable, CPU-friendly).
+"""Train the garment parser on CCP within a wall-clock budget (resumable, CPU-friendly), from random init or
+from --init weights (any input size: the network is fully convolutional).
 
     python -m models.parser.train --data DIR --out FILE --minutes 55 --seed 0 --threads 1
 
@@ -34,7 +35,7 @@ from models.parser.data import (
     subset,
     train_ids,
 )
-from models.parser.network import ARCHITECTURE, ParserConfig, build_network, save_weights
+from models.parser.network import ARCHITECTURE, ParserConfig, build_network, load_network, save_weights
 from models.parser.taxonomy import PARSER_CLASSES
 
 log = logging.getLogger("models.parser.train")
@@ -73,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=Path("var/parser-train"))
     parser.add_argument("--cache-dir", type=Path, default=Path("var/cache"))
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing probes)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from these parser weights (e.g. v2 at another input size) instead of random init; "
+        "ignored when --work-dir holds a checkpoint to resume",
+    )
     return parser.parse_args(argv)
 
 
@@ -201,6 +209,11 @@ def main(argv: list[str] | None = None) -> None:
         log.info(
             "resumed from %s at epoch %d (%.1f min used)", checkpoint, state["epoch"], state["elapsed_s"] / 60
         )
+    elif args.init is not None:
+        initial, _ = load_network(args.init)
+        network.load_state_dict(initial.state_dict())
+        network.train()
+        log.info("initialised from %s", args.init)
 
     rng = random.Random()  # state restored through `random` on resume
     rng.setstate(random.getstate())
