@@ -111,6 +111,36 @@ class Settings(BaseSettings):
         description="largest body of an admin catalogue change (/v1/admin/items: up to 1,000 rows per "
         "call); larger is 413",
     )
+    max_batch_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="largest body of POST /v1/search/batch (up to 16 searches; base64 images count 4/3 of "
+        "their bytes, URLs almost nothing); larger is 413",
+    )
+    url_fetch_allow_private: bool = Field(
+        False,
+        description="let image URLs reach loopback, private, link-local and metadata addresses (intranets, "
+        "tests); off, such a URL is 422 url_not_allowed",
+    )
+    url_fetch_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="connect and read timeout of one image URL fetch (each redirect too)"
+    )
+    query_cache_ttl_s: float = Field(
+        600.0, ge=60, description="how long a search's ranked matches are kept for paging by query_id"
+    )
+    query_cache_entries: int = Field(
+        2000,
+        ge=1,
+        description="searches kept for paging (least recently used dropped first; each holds at most "
+        "candidate_pool matches per garment, a few KB)",
+    )
+    confident_score: float = Field(
+        0.0,
+        ge=-1,
+        le=2,
+        description="a garment is `confident` when its best match scores at least this (calibrated on "
+        "validation data: benchmarks/confidence.py)",
+    )
     max_image_pixels: int = Field(40_000_000, ge=64 * 64)
     default_top_k: int = Field(10, ge=1)
     max_top_k: int = Field(100, ge=1, le=1000)

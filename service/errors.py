@@ -22,7 +22,14 @@ from models.errors import (
     ModelMismatchError,
     UnsupportedImageTypeError,
 )
-from search.errors import InvalidRequestError, ItemNotFoundError, SearchDeadlineError
+from search.errors import (
+    InvalidRequestError,
+    ItemNotFoundError,
+    QueryNotFoundError,
+    SearchDeadlineError,
+    UrlFetchError,
+    UrlNotAllowedError,
+)
 
 log = logging.getLogger(__name__)
 __all__ = ["ERROR_TABLE", "InvalidRequestError", "ItemNotFoundError", "error_body", "error_response"]
@@ -100,8 +107,11 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageDecodeError, 422, "undecodable_image"),
     (UnknownCategoryError, 422, "unknown_category"),
     (FilterError, 422, "invalid_filter"),
+    (UrlNotAllowedError, 422, "url_not_allowed"),
+    (UrlFetchError, 422, "url_fetch_failed"),
     (InvalidRequestError, 422, "invalid_request"),
     (ItemNotFoundError, 404, "item_not_found"),
+    (QueryNotFoundError, 404, "query_not_found"),
     (ImageNotServedError, 404, "image_not_found"),
     (SessionNotFoundError, 404, "session_not_found"),
     (PhotoNotFoundError, 404, "photo_not_found"),
