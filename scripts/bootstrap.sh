@@ -30,6 +30,8 @@ if [ ! -f "$stamp" ]; then
     exit 1
   fi
   echo "bootstrap: installing the project and its dependencies (first run takes a few minutes)" >&2
+  # swagger-ui-bundle (Swagger UI 4) was replaced by swagger-ui-bundle-v2, which installs into the same folder.
+  .venv/bin/python -m pip uninstall --quiet --yes swagger-ui-bundle >/dev/null 2>&1 || true
   # No pip cache: the wheels would be kept twice (cache and venv) on a disk that CI shares.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir -e '.[dev]'
   rm -f .venv/.installed-*

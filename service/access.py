@@ -15,8 +15,11 @@ is read.
   an abuser's 429s do not drain the key's bucket either. A search takes a whole token, anything else
   OTHER_COST (a page's thumbnails and events must not use up a shopper's searches) unless its key is wrong
   (a whole token, from the address only: failed key guesses are limited per address). An event stream pays
-  once, when it connects. An empty bucket answers 429 with Retry-After. Health, readiness, metrics, the pages
-  and the docs are neither keyed nor limited.
+  once, when it connects. An empty bucket answers 429 with Retry-After. Every answer of a limited request
+  carries `RateLimit-Policy: "<bucket>";q=<burst>;w=<seconds to refill from empty>` and `RateLimit:
+  "<bucket>";r=<whole tokens left>;t=<seconds until full>` (IETF draft-ietf-httpapi-ratelimit-headers) for
+  its tightest bucket ("address", "key" or "session"; on a 429, the one that refused). Health, readiness,
+  metrics, the pages and the docs are neither keyed nor limited.
 - The client address is the TCP peer, unless the peer is one of `trusted_proxies`: then it is the right-most
   `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its left were written by the
   client and prove nothing). uvicorn must not rewrite the peer from the header itself (`proxy_headers` off,
@@ -44,6 +47,7 @@ from service.errors import AdminDisabledError, RateLimitedError, UnauthorizedErr
 ADMIN_PREFIX = "/v1/admin/"
 ADMIN_PATHS = frozenset({"/v1/stats"})
 SEARCH_PATH = "/v1/search"
+BATCH_PATH = "/v1/search/batch"  # one search at the door; `charge_batch` takes the rest once it is read
 OTHER_COST = 0.2  # tokens; a search (and a request with a wrong key) costs 1
 API_PREFIX = "/v1/"
 ADMIN_HEADER = "x-admin-key"
@@ -64,6 +68,44 @@ class Charge(NamedTuple):
     bucket: str
     cost: float = 1.0
     scale: float = 1.0
+
+
+class Quota(NamedTuple):
+    """A bucket as a request left it, for the RateLimit-Policy and RateLimit headers (IETF
+    draft-ietf-httpapi-ratelimit-headers): `tokens` left after the request (a refused one took none),
+    `wait_s` until there are enough (0.0 when allowed)."""
+
+    name: str  # the kind of bucket ("address", "key", "session"), never whose it is
+    capacity: float
+    rate_per_s: float
+    tokens: float
+    wait_s: float
+
+    @property
+    def full_in_s(self) -> int:
+        """Whole seconds until the bucket is full again."""
+        return max(0, math.ceil((self.capacity - self.tokens) / self.rate_per_s - 1e-9))
+
+    def headers(self) -> dict[str, str]:
+        """RateLimit-Policy `"name";q=<burst>;w=<seconds to refill from empty>` and RateLimit
+        `"name";r=<whole tokens left>;t=<seconds until full>`."""
+        window_s = math.ceil(self.capacity / self.rate_per_s - 1e-9)
+        burst = math.floor(self.capacity + 1e-9)
+        left = max(0, math.floor(self.tokens + 1e-9))
+        return {
+            "RateLimit-Policy": f'"{self.name}";q={burst};w={window_s}',
+            "RateLimit": f'"{self.name}";r={left};t={self.full_in_s}',
+        }
+
+
+RATE_LIMIT_HEADERS = ("RateLimit-Policy", "RateLimit")
+_POLICY_NAMES = {"addr": "address", "key": "key", "session": "session"}
+
+
+def policy_name(bucket: str) -> str:
+    """A bucket's policy in the headers: its kind ("addr:1.2.3.4" -> "address"), never the address or key."""
+    kind = bucket.split(":", 1)[0]
+    return _POLICY_NAMES.get(kind, kind)
 
 
 class RateLimiter:
@@ -94,27 +136,41 @@ class RateLimiter:
     def take_all(self, charges: Iterable[Charge]) -> float:
         """All or nothing: 0.0 when every bucket had enough (each is charged), else the seconds until they all
         will and no bucket is charged (nor created)."""
+        quota = self.admit(charges)
+        return 0.0 if quota is None else quota.wait_s
+
+    def admit(self, charges: Iterable[Charge]) -> Quota | None:
+        """take_all, answering the bucket that decided (None for no charges): when refused, the one that
+        takes longest to have enough; when allowed, the one with the fewest tokens left."""
         with self._lock:
             now = self._clock()
-            after: list[tuple[str, float]] = []
-            wait = 0.0
+            seen: list[tuple[str, float, Quota]] = []
             for bucket, cost, scale in charges:
                 capacity, rate = self.burst * scale, self.rate_per_s * scale
                 tokens, at = self._buckets.get(bucket, (capacity, now))
                 tokens = min(capacity, tokens + (now - at) * rate)
-                if tokens < cost - 1e-9:  # five 0.2s make a whole token despite float rounding
-                    wait = max(wait, (cost - tokens) / rate)
-                after.append((bucket, tokens - cost))
-            for bucket, tokens in after:
-                if wait == 0.0:
-                    self._buckets[bucket] = (tokens, now)
+                wait = (cost - tokens) / rate if tokens < cost - 1e-9 else 0.0  # five 0.2s make a whole token
+                seen.append((bucket, cost, Quota(policy_name(bucket), capacity, rate, tokens, wait)))
+            refused = any(quota.wait_s > 0 for _, _, quota in seen)
+            if not refused:
+                seen = [
+                    (bucket, cost, quota._replace(tokens=quota.tokens - cost)) for bucket, cost, quota in seen
+                ]
+            for bucket, _, quota in seen:
+                if not refused:
+                    self._buckets[bucket] = (quota.tokens, now)
                 if bucket in self._buckets:
                     self._buckets.move_to_end(
                         bucket
                     )  # a refused caller stays recent: not dropped for a fresh one
             while len(self._buckets) > self._max_callers:
                 self._buckets.popitem(last=False)
-            return wait
+        quotas = [quota for _, _, quota in seen]
+        if not quotas:
+            return None
+        if refused:
+            return max(quotas, key=lambda quota: quota.wait_s)
+        return min(quotas, key=lambda quota: (quota.tokens, -quota.full_in_s))
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -215,6 +271,23 @@ def charges_for(
     return charges
 
 
+def charge_batch(request: Request, searches: int) -> None:
+    """A batch of `searches` costs what as many searches cost: the door took one, this takes the others
+    from the same buckets, or raises RateLimitedError (429) with nothing run."""
+    limiter, charges = getattr(request.state, "rate_charges", (None, []))
+    if limiter is None or searches <= 1:
+        return
+    extra = [charge._replace(cost=charge.cost * (searches - 1)) for charge in charges]
+    quota = limiter.admit(extra)
+    if quota is not None and quota.wait_s <= 0:
+        request.state.rate_quota = quota  # the answer's RateLimit headers say what is left after it
+    if quota is not None and quota.wait_s > 0:
+        raise RateLimitedError(
+            f"a batch of {searches} searches costs {searches} requests; retry in {quota.wait_s:.1f} s",
+            max(1, math.ceil(quota.wait_s)),
+        )
+
+
 def install_access_control(
     app: FastAPI,
     admin_key: SecretStr | None,
@@ -240,19 +313,25 @@ def install_access_control(
         keys: Sequence[SecretStr] = ([admin_key] if admin_key else []) if is_admin else search_keys
         given = request.headers.get(ADMIN_HEADER if is_admin else API_KEY_HEADER)
         valid = given is not None and key_matches(given, keys)
+        quota = None
         if limiter is not None:
             if keys and not valid:  # a guess: a whole token, from the address only
                 charges = [Charge("addr:" + address, 1.0)]
             else:
-                cost = 1.0 if path == SEARCH_PATH else OTHER_COST
+                cost = 1.0 if path in (SEARCH_PATH, BATCH_PATH) else OTHER_COST
                 charges = charges_for(path, address, given if valid else None, cost, key_multiple)
-            wait = limiter.take_all(charges)
-            if wait > 0:
-                message = f"too many requests; retry in {wait:.1f} s"
-                return error_response(request, RateLimitedError(message, max(1, math.ceil(wait))))
-        if is_admin and admin_key is None:
+            quota = limiter.admit(charges)
+            request.state.rate_charges = (limiter, charges)
+        if quota is not None and quota.wait_s > 0:
+            message = f"too many requests; retry in {quota.wait_s:.1f} s"
+            response = error_response(request, RateLimitedError(message, max(1, math.ceil(quota.wait_s))))
+        elif is_admin and admin_key is None:
             message = "the admin API is off: the service has no admin key set"
-            return error_response(request, AdminDisabledError(message))
-        if keys and not valid:
-            return error_response(request, UnauthorizedError("X-Admin-Key" if is_admin else "X-API-Key"))
-        return await call_next(request)
+            response = error_response(request, AdminDisabledError(message))
+        elif keys and not valid:
+            response = error_response(request, UnauthorizedError("X-Admin-Key" if is_admin else "X-API-Key"))
+        else:
+            response = await call_next(request)
+        if quota is not None:  # on every answer of a limited route, the 429 included
+            response.headers.update(getattr(request.state, "rate_quota", quota).headers())
+        return response

@@ -1,9 +1,26 @@
-"""One ordered table from domain errors to HTTP. Bodies are always {"code": ..., "message": ...}."""
+"""One ordered table from domain errors to HTTP. Every error answers RFC 9457 problem details, media type
+`application/problem+json`:
+
+    {"type": "/problems/image_too_large", "title": "Image too large", "status": 413,
+     "detail": "...", "code": "image_too_large", "message": "...", "errors": [{"field": ..., "message": ...}]}
+
+- `type` is the relative URI reference `/problems/<code>` (PROBLEM_TYPE_PREFIX + code): one stable identifier
+  per code, the same on every install, which clients compare as a string (nothing is served there).
+- `title` is the code's short human name (TITLES), `status` the HTTP status, `detail` what went wrong.
+- `code` and `message` (= `detail`) are the body this service answered before problem details; they stay for
+  the clients that parse them.
+- `errors`, on validation errors only (code invalid_request): one {"field": "dotted.path", "message": ...}
+  per problem, in plain words (never a framework's type names, never the value sent beyond shown()'s
+  quoting).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,9 +47,26 @@ from search.errors import (
     UrlFetchError,
     UrlNotAllowedError,
 )
+from service.field_errors import named_field, validation_errors
 
 log = logging.getLogger(__name__)
-__all__ = ["ERROR_TABLE", "InvalidRequestError", "ItemNotFoundError", "error_body", "error_response"]
+__all__ = [
+    "ERROR_TABLE",
+    "PROBLEM_JSON",
+    "InvalidRequestError",
+    "ItemNotFoundError",
+    "ProblemResponse",
+    "error_body",
+    "error_response",
+]
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "/problems/"
+
+
+class ProblemResponse(JSONResponse):
+    """An error's answer: problem details (RFC 9457)."""
+
+    media_type = PROBLEM_JSON
 
 
 class OverloadedError(FashionSearchError):
@@ -137,14 +171,86 @@ _FOLDER = r"[^/\s\"'`<>|](?:[^/\x00-\x1f\"'`<>|]*[^/\s\"'`<>|])?"
 _ABSOLUTE_PATH = re.compile(rf"(?<![\w./])/(?:{_FOLDER}/)+[\w.@+~-]*")
 
 
+# A problem's `title`: the code's short human name, the same for every occurrence.
+TITLES: Mapping[str, str] = {
+    "image_too_large": "Image too large",
+    "request_too_large": "Request too large",
+    "bad_request": "Malformed request",
+    "unsupported_media_type": "Unsupported image type",
+    "undecodable_image": "Undecodable image",
+    "unknown_category": "Unknown category",
+    "invalid_filter": "Invalid filter",
+    "url_not_allowed": "Image URL not allowed",
+    "url_fetch_failed": "Image URL not fetched",
+    "invalid_request": "Invalid request",
+    "item_not_found": "Item not found",
+    "query_not_found": "Query not found",
+    "image_not_found": "Image not found",
+    "session_not_found": "Session not found",
+    "photo_not_found": "Photo not found",
+    "sessions_full": "Service full of sessions",
+    "too_many_sessions": "Too many sessions",
+    "too_many_streams": "Too many event streams",
+    "rate_limited": "Too many requests",
+    "unauthorized": "Key required",
+    "admin_disabled": "Admin API off",
+    "overloaded": "Service overloaded",
+    "deadline_exceeded": "Search deadline exceeded",
+    "vector_store_unavailable": "Vector store unavailable",
+    "index_busy": "Index busy",
+    "update_refused": "Update refused",
+    "index_rejected": "Index rejected",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "internal_error": "Internal server error",
+}
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+_STATUS_OF_CODE = {
+    **{code: status for _, status, code in ERROR_TABLE},
+    **{code: status for status, code in HTTP_CODES.items()},
+    "internal_error": 500,
+}
 MAX_MESSAGE_CHARS = 1000  # an error message is for a person; what it quotes is cut before this (shown())
+MAX_FIELD_ERRORS = 100  # `errors` entries in one answer; a body with 10,000 bad fields gets the first ones
 
 
-def error_body(code: str, message: str) -> dict[str, str]:
+def error_body(
+    code: str, message: str, status: int | None = None, errors: Sequence[Mapping[str, str]] = ()
+) -> dict[str, Any]:
+    """The problem details for `code` (status: the code's in ERROR_TABLE unless given); `errors`: the fields
+    at fault, {"field", "message"} each."""
+    status = _STATUS_OF_CODE.get(code, 500) if status is None else status
+    message = _bounded(message)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title_of(code, status),
+        "status": status,
+        "detail": message,
+        "code": code,
+        "message": message,
+    }
+    if errors:
+        body["errors"] = [
+            {"field": _bounded(error["field"]), "message": _bounded(error["message"])}
+            for error in errors[:MAX_FIELD_ERRORS]
+        ]
+    return body
+
+
+def title_of(code: str, status: int) -> str:
+    if code in TITLES:
+        return TITLES[code]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _bounded(message: str) -> str:
     message = redact_paths(message)
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + f"... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
-    return {"code": code, "message": message}
+    return message
 
 
 def redact_paths(message: str) -> str:
@@ -163,12 +269,35 @@ def error_response(request: Request, exc: FashionSearchError) -> JSONResponse:
     mapped = lookup(exc)
     if mapped is None:
         return _unexpected(request, exc)
-    status, code = mapped
+    status = mapped[0]
     retry_after_s = getattr(exc, "retry_after_s", 1)  # seconds; the error may know better than 1
     headers = dict(getattr(exc, "headers", {}))
     if status in (429, 503):
         headers["Retry-After"] = str(retry_after_s)
-    return JSONResponse(error_body(code, str(exc)), status_code=status, headers=headers or None)
+    return ProblemResponse(domain_problem(exc), status_code=status, headers=headers or None)
+
+
+def domain_problem(exc: Exception) -> dict[str, Any]:
+    """The problem details of a domain error in ERROR_TABLE (an unmapped one is an internal error)."""
+    mapped = lookup(exc)
+    if mapped is None:
+        return error_body("internal_error", "internal server error", 500)
+    status, code = mapped
+    errors = named_field(str(exc)) if code == "invalid_request" else ()
+    body = error_body(code, str(exc), status, errors)
+    if isinstance(exc, UrlFetchError) and exc.upstream_status is not None:
+        body["upstream_status"] = exc.upstream_status
+    return body
+
+
+def validation_problem(problems: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    errors = validation_errors(problems)
+    message = "; ".join(f"{error['field']} {error['message']}" for error in errors)
+    return error_body("invalid_request", message or "the request is not valid", 422, errors)
+
+
+def validation_response(problems: Sequence[Mapping[str, Any]]) -> JSONResponse:
+    return ProblemResponse(validation_problem(problems), status_code=422)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -178,22 +307,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body')}: {err.get('msg')}"
-            for err in exc.errors()
-        )
-        return JSONResponse(error_body("invalid_request", problems), status_code=422)
+        return validation_response(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {
-            400: "bad_request",
-            404: "not_found",
-            405: "method_not_allowed",
-            413: "request_too_large",
-        }.get(exc.status_code, "http_error")
-        return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return ProblemResponse(
+            error_body(code, str(exc.detail), exc.status_code),
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @app.middleware("http")
@@ -207,4 +329,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+    return ProblemResponse(error_body("internal_error", "internal server error", 500), status_code=500)

@@ -8,12 +8,36 @@ from typing import Literal
 from pydantic import Field
 
 from indexer.feed import CatalogRow
-from search.responses import StrictModel
+from search.responses import SearchResponse, StrictModel
+
+
+class FieldErrorOut(StrictModel):
+    field: str = Field(
+        description='the field at fault, a dotted path ("top_k", "items.0.id"; "body": all of it)'
+    )
+    message: str = Field(description='what is wrong with it, in plain words (e.g. "is required")')
 
 
 class ErrorOut(StrictModel):
+    """Problem details (RFC 9457), media type application/problem+json; `code` and `message` as before."""
+
+    type: str = Field(
+        description="URI reference naming the problem: /problems/<code>, e.g. /problems/image_too_large"
+    )
+    title: str = Field(
+        description="the problem's short name, the same for every occurrence, e.g. Image too large"
+    )
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong this time, for people; never a server path")
     code: str = Field(description="stable machine-readable code, e.g. image_too_large")
-    message: str = Field(description="what went wrong, for people; never a server path")
+    message: str = Field(description="the same as detail (kept for clients that read it)")
+    errors: list[FieldErrorOut] = Field(
+        default_factory=list,
+        description="on validation errors (code invalid_request) only: each field at fault",
+    )
+    upstream_status: int | None = Field(
+        None, description="url_fetch_failed only: the HTTP status the image URL answered, if it answered"
+    )
 
 
 class Health(StrictModel):
@@ -54,3 +78,9 @@ class Ready(StrictModel):
     dimension: int
     index_created_at: str
     categories: list[str]
+
+
+class BatchOut(StrictModel):
+    responses: list[SearchResponse | ErrorOut] = Field(
+        description="one per request, in order: a search response, or the problem that request had"
+    )

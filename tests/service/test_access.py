@@ -286,7 +286,8 @@ def test_openapi_declares_keys_and_error_bodies(client: TestClient) -> None:
     assert {s["name"] for s in schemes.values()} == {"X-API-Key", "X-Admin-Key"}
     search = schema["paths"]["/v1/search"]["post"]
     assert {"401", "413", "415", "422", "429", "503"} <= set(search["responses"])
-    assert search["responses"]["415"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    problem = search["responses"]["415"]["content"]["application/problem+json"]
+    assert problem["schema"]["$ref"].endswith("/ErrorOut")
     assert search["security"] and schema["paths"]["/v1/admin/reload"]["post"]["security"]
 
 
