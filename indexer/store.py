@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.filters import FilterColumns, SearchFilters
-from indexer.manifest import METADATA_NAME, VECTORS_NAME, IndexCorruptError, Manifest
+from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, MetadataReader
 from indexer.vector_backend import VectorBackend, open_vectors, verify_vectors
 from models.errors import FashionSearchError, ModelMismatchError
@@ -45,6 +45,7 @@ class IndexStore:
         self.columns = FilterColumns(self._records)
         names, counts = np.unique(self.columns.category.astype(str), return_counts=True)
         self._category_counts = {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+        self._raw: np.ndarray | None = None  # vectors.npy, opened by the first `vector` call
 
     @classmethod
     def open(cls, directory: Path, milvus_uri: str | None = None) -> IndexStore:
@@ -128,6 +129,26 @@ class IndexStore:
 
     def item(self, item_id: str) -> ItemRecord | None:
         return self._items.by_item_id(item_id)
+
+    def vector(self, row: int) -> np.ndarray:
+        """The stored float32 vector of `row` (from the build's vectors.npy, memory-mapped once opened);
+        IndexCorruptError when the build has none (built before vectors.npy existed: rebuild it)."""
+        if self._raw is None:
+            path = self.build_dir / RAW_VECTORS_NAME
+            try:
+                raw = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise IndexCorruptError(
+                    f"the index build {self.build_dir.name} has no readable {RAW_VECTORS_NAME} ({exc}); "
+                    "searching by item needs it: rebuild the index with `fashion-search index build`"
+                ) from exc
+            if raw.shape != (self.count, self.manifest.dimension):
+                raise IndexCorruptError(
+                    f"{RAW_VECTORS_NAME} of build {self.build_dir.name} has shape {raw.shape}; expected "
+                    f"({self.count}, {self.manifest.dimension})"
+                )
+            self._raw = raw
+        return np.ascontiguousarray(self._raw[row], dtype=np.float32)
 
     def search(self, vectors: np.ndarray, top_k: int, rows: np.ndarray | None = None) -> list[list[Hit]]:
         """Nearest items by inner product (cosine on normalised vectors), one list per query vector.

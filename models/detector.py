@@ -73,7 +73,8 @@ class ProductGate:
         product, category = self.product_probability(image)
         if product >= self.threshold:
             width, height = image.size
-            return [Garment(box=(0, 0, width, height), category=category, score=round(product, 4))]
+            box = (0, 0, width, height)
+            return [Garment(box=box, category=category, score=round(product, 4), product_shot=True)]
         return self.street.detect(image)
 
 

@@ -17,6 +17,7 @@ class Garment:
     category: str | None
     score: float
     mask: np.ndarray | None = None
+    product_shot: bool = False  # the whole photo is one product (the product gate said so), not a scene
 
 
 class GarmentDetector(Protocol):

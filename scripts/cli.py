@@ -257,7 +257,7 @@ def search(
         from models.attributes.taxonomy import load_taxonomy
         from models.images import decode_image
         from search.query import search_request
-        from search.responses import search_response
+        from search.responses import Answering, search_response
         from search.runtime import build_searcher
 
         settings = _settings(index_dir=index)
@@ -273,7 +273,12 @@ def search(
             result = build_searcher(settings, store).search(picture, options)
         finally:
             store.close()
-        typer.echo(search_response(result, picture.size, result.timings_ms).model_dump_json(indent=2))
+        answering = Answering(
+            confident_score=settings.confident_score,
+            confident_score_product=settings.confident_score_product,
+        )
+        response = search_response(result, picture.size, result.timings_ms, answering)
+        typer.echo(response.model_dump_json(indent=2))
 
     _run(body)
 

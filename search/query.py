@@ -4,11 +4,13 @@ model runs (a region is checked against the image's size once it is decoded: `se
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
 from indexer.filters import build_filters
 from models.attributes.refinement import MAX_TEXT_CHARS
@@ -16,7 +18,7 @@ from models.attributes.taxonomy import Taxonomy
 from models.errors import shown
 from search.errors import InvalidRequestError
 from search.ranking import Profile, check_group_weights
-from search.responses import StrictModel
+from search.request_body import FiltersIn, ProfileIn, SearchOptions
 from search.searcher import Region, SearchRequest, checked_region
 from search.settings import Settings
 
@@ -25,34 +27,6 @@ MAX_JSON_CHARS = 16_384  # of one JSON form field (filters, weights, profile)
 MAX_JSON_DEPTH = 8  # the deepest real option is filters.attributes.<group>: [values], depth 3
 MAX_NUMBER_CHARS = 40  # digits of one JSON number
 REGION_FORMAT = "a JSON array of 4 numbers [x0, y0, x1, y1] (pixels of the photo after EXIF orientation)"
-
-
-class PriceBand(StrictModel):
-    price_min: float | None = Field(None, ge=0)
-    price_max: float | None = Field(None, ge=0)
-
-    @model_validator(mode="after")
-    def _price_band(self) -> PriceBand:
-        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
-            raise ValueError(f"price_min {self.price_min} is above price_max {self.price_max}")
-        return self
-
-
-class FiltersIn(PriceBand):
-    """`filters` form field, e.g. {"brand": ["acme"], "price_max": 50, "attributes": {"colour": "red"}}."""
-
-    category: str | list[str] | None = None
-    brand: str | list[str] | None = None
-    in_stock: bool | None = None
-    gender: str | None = None
-    attributes: dict[str, str | list[str]] = Field(default_factory=dict)
-
-
-class ProfileIn(PriceBand):
-    """`profile` form field: a shopper's preferences, worth at most `ranking.profile_max_boost`."""
-
-    brands: list[str] = Field(default_factory=list, max_length=50)
-    colours: list[str] = Field(default_factory=list, max_length=20)
 
 
 def parse_json_field(name: str, raw: str | None, model: type[Model]) -> Model | None:
@@ -76,8 +50,14 @@ def parse_weights(raw: str | None) -> dict[str, float] | None:
         isinstance(v, int | float) and not isinstance(v, bool) for v in weights.values()
     ):
         raise InvalidRequestError('weights must be a JSON object of group -> number, e.g. {"colour": 3}')
+    return {str(k): float(v) for k, v in weights.items()}
+
+
+def _checked_weights(weights: dict[str, float] | None) -> dict[str, float] | None:
+    if weights is None:
+        return None
     try:
-        return check_group_weights({str(k): float(v) for k, v in weights.items()})
+        return check_group_weights(weights)
     except ValueError as exc:
         raise InvalidRequestError(f"weights: {exc}") from None
 
@@ -106,7 +86,9 @@ def load_json(name: str, raw: str | None) -> Any:
     if json_depth(raw) > MAX_JSON_DEPTH:
         raise InvalidRequestError(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(raw, parse_int=_bounded(int), parse_float=_bounded(float), parse_constant=_refused)
+        return json.loads(
+            raw, parse_int=bounded(int), parse_float=bounded(float), parse_constant=refused_constant
+        )
     except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"{name}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     except ValueError as exc:
@@ -138,7 +120,7 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def _bounded(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+def bounded(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         if len(text) > MAX_NUMBER_CHARS:
             raise ValueError(f"a number of {len(text)} characters; the limit is {MAX_NUMBER_CHARS}")
@@ -147,7 +129,7 @@ def _bounded(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-def _refused(constant: str) -> Any:
+def refused_constant(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON number")
 
 
@@ -162,16 +144,39 @@ def search_request(
     profile: str | None,
     attribute_weight: float | None,
     region: str | None = None,
+    min_score: float | None = None,
 ) -> SearchRequest:
-    """Build the searcher's request; raises InvalidRequestError / FilterError (both 422)."""
+    """The searcher's request from string options (the multipart form, the CLI): the JSON-valued ones are
+    parsed within bounds, then built as the JSON body's are; InvalidRequestError / FilterError (422)."""
+    options = SearchOptions.model_construct(
+        top_k=top_k,
+        min_score=min_score,
+        category=category,
+        text=text,
+        filters=parse_json_field("filters", filters, FiltersIn),
+        weights=parse_weights(weights),
+        attribute_weight=attribute_weight,
+        profile=parse_json_field("profile", profile, ProfileIn),
+    )
+    return dataclasses.replace(search_options(settings, taxonomy, options), region=parse_region(region))
+
+
+def search_options(settings: Settings, taxonomy: Taxonomy, options: SearchOptions) -> SearchRequest:
+    """Build the searcher's request from typed options (the JSON body, or the parsed form); checks what the
+    schema cannot (top_k against the configured maximum, filter values against the taxonomy)."""
+    top_k = settings.default_top_k if options.top_k is None else options.top_k
+    text = options.text
     if not 1 <= top_k <= settings.max_top_k:
         raise InvalidRequestError(f"top_k must be between 1 and {settings.max_top_k}, got {top_k}")
     if text is not None and len(text) > MAX_TEXT_CHARS:
         raise InvalidRequestError(f"text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}")
+    attribute_weight = options.attribute_weight
     if attribute_weight is not None and not 0 <= attribute_weight <= 1:
         raise InvalidRequestError(f"attribute_weight must be between 0 and 1, got {attribute_weight}")
-    given = parse_json_field("filters", filters, FiltersIn) or FiltersIn()
-    categories = _listed(given.category) + ([category] if category else [])
+    if options.min_score is not None and not math.isfinite(options.min_score):
+        raise InvalidRequestError(f"min_score must be a finite number, got {options.min_score}")
+    given = options.filters or FiltersIn()
+    categories = _listed(given.category) + ([options.category] if options.category else [])
     search_filters = build_filters(
         taxonomy,
         categories=categories,
@@ -183,16 +188,17 @@ def search_request(
         attributes=given.attributes,
     )
     ranking = None
-    group_weights = parse_weights(weights)
+    group_weights = _checked_weights(options.weights)
     if group_weights is not None or attribute_weight is not None:
         ranking = settings.ranking.overridden(group_weights, attribute_weight)
     return SearchRequest(
         top_k=top_k,
         filters=search_filters,
         text=text.strip() if text and text.strip() else None,
-        profile=_profile(parse_json_field("profile", profile, ProfileIn), taxonomy),
+        profile=_profile(options.profile, taxonomy),
         ranking=ranking,
-        region=parse_region(region),
+        region=None if options.region is None else checked_region(options.region),
+        min_score=options.min_score,
     )
 
 

@@ -17,6 +17,7 @@ a detected top) is a mismatch on it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -144,11 +145,68 @@ def rank(
 ) -> list[RankedItem]:
     """Score every candidate and return the best `top_k` (all when None), best first, ties by item_id.
     The explanations (matched / mismatched) are built for the returned items only."""
-    scored = [_score(c, garment_values, config, refinement, profile, explain=False) for c in candidates]
-    order = sorted(range(len(scored)), key=lambda i: (-scored[i].score, -scored[i].visual_score,
-                                                      scored[i].item.item_id))  # fmt: skip
-    kept = order if top_k is None else order[:top_k]
-    return [_score(candidates[i], garment_values, config, refinement, profile) for i in kept]
+    pool = RankedPool.of(candidates, garment_values, config, refinement, profile)
+    return pool.page(0, len(pool) if top_k is None else top_k)
+
+
+@dataclass(frozen=True)
+class RankedPool:
+    """A garment's candidates in ranked order, explained a page at a time: the first page of a search and
+    every later page (`page(offset, k)`) come from one ordering, so pages never overlap and follow the
+    order of one large top_k. Holds what explaining needs; no pixels."""
+
+    candidates: tuple[Candidate, ...]  # in ranked order, best first
+    scores: tuple[float, ...]
+    garment_values: Mapping[str, AttributeGuess]
+    config: RankingConfig
+    refinement: Refinement | None
+    profile: Profile | None
+
+    @classmethod
+    def of(
+        cls,
+        candidates: Sequence[Candidate],
+        garment_values: Mapping[str, AttributeGuess],
+        config: RankingConfig,
+        refinement: Refinement | None = None,
+        profile: Profile | None = None,
+    ) -> RankedPool:
+        scored = [_score(c, garment_values, config, refinement, profile, explain=False) for c in candidates]
+        order = sorted(range(len(scored)), key=lambda i: (-scored[i].score, -scored[i].visual_score,
+                                                          scored[i].item.item_id))  # fmt: skip
+        return cls(
+            tuple(candidates[i] for i in order),
+            tuple(scored[i].score for i in order),
+            dict(garment_values),
+            config,
+            refinement,
+            profile,
+        )
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    @property
+    def best_score(self) -> float | None:
+        return self.scores[0] if self.scores else None
+
+    def at_least(self, min_score: float | None) -> RankedPool:
+        """The pool without the candidates scoring under `min_score` (a prefix: the order is by score)."""
+        if min_score is None:
+            return self
+        kept = sum(1 for score in self.scores if score >= min_score)
+        return dataclasses.replace(self, candidates=self.candidates[:kept], scores=self.scores[:kept])
+
+    def page(self, offset: int, k: int) -> list[RankedItem]:
+        """Items offset .. offset + k - 1 of the ranking, explained."""
+        return [
+            _score(c, self.garment_values, self.config, self.refinement, self.profile)
+            for c in self.candidates[offset : offset + k]
+        ]
+
+    def next_offset(self, offset: int, k: int) -> int | None:
+        """Where the page after `page(offset, k)` starts; None when that page is the last."""
+        return offset + k if offset + k < len(self.candidates) else None
 
 
 def _score(

@@ -4,6 +4,8 @@ storefront and mobile clients parse them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,7 +13,7 @@ from indexer.metadata import ITEM_FIELDS, ItemRecord
 from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement
 from search.ranking import Agreement, RankedItem
-from search.searcher import OutfitResult
+from search.searcher import GarmentMatches, OutfitResult
 
 
 class StrictModel(BaseModel):
@@ -69,6 +71,11 @@ class ItemFields(StrictModel):
 
 
 class Match(ItemFields):
+    image_url: str | None = Field(
+        None,
+        description="the item's image: the feed's image link when it has one, else this service's "
+        "/v1/items/{item_id}/image when images are served (FASHION_IMAGE_ROOT), else null",
+    )
     score: float = Field(
         description="(1 - attribute_weight) * visual_score + attribute_weight * "
         "attribute_score + profile_boost"
@@ -85,9 +92,24 @@ class Item(ItemFields):
 
 
 class GarmentOut(StrictModel):
-    box: list[int] = Field(min_length=4, max_length=4, description="[x0, y0, x1, y1], upright upload pixels")
+    box: list[int] | None = Field(
+        min_length=4,
+        max_length=4,
+        description="[x0, y0, x1, y1], upright upload pixels (null for a search by item_id)",
+    )
     category: str | None
     score: float
+    confident: bool = Field(
+        True,
+        description="false when even the best match scores under FASHION_CONFIDENT_SCORE (a street photo's "
+        "garment) or FASHION_CONFIDENT_SCORE_PRODUCT (a product photo, an item_id search), calibrated on "
+        "validation photos: show 'no close match' rather than these matches",
+    )
+    next_offset: int | None = Field(
+        None,
+        description="offset of the next page of this garment's matches (POST /v1/search with query_id, "
+        "garment and offset); null when there are no more",
+    )
     attributes: dict[str, AttributeOut]
     colours: list[ColourOut]
     unknown_attributes: list[str] = Field(description="groups that apply but the loaded models cannot tell")
@@ -96,9 +118,27 @@ class GarmentOut(StrictModel):
 
 
 class SearchResponse(StrictModel):
+    query_id: str | None = Field(
+        None, description="pages this search's matches for FASHION_QUERY_CACHE_TTL_S (null from the CLI)"
+    )
     garments: list[GarmentOut]
-    image_size: list[int] = Field(description="[width, height] after EXIF orientation")
+    image_size: list[int] | None = Field(
+        description="[width, height] after EXIF orientation (null for a search by item_id)"
+    )
     timings_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Answering:
+    """How a search result becomes a response: its query id, the confident threshold, whether item images
+    are served here, and (for a page) which garment from which offset."""
+
+    query_id: str | None = None
+    confident_score: float = 0.0  # a garment of a street photo, or a region
+    confident_score_product: float = 0.0  # a product photo's one garment, or a search by item
+    images_served: bool = False
+    garment: int | None = None  # a page: only this garment
+    offset: int = 0
 
 
 def attributes_out(values: Mapping[str, AttributeGuess]) -> dict[str, AttributeOut]:
@@ -119,9 +159,10 @@ def _agreements(found: list[Agreement]) -> list[AgreementOut]:
     ]
 
 
-def match_out(ranked: RankedItem) -> Match:
+def match_out(ranked: RankedItem, images_served: bool = False) -> Match:
     return Match(
         **ItemFields.fields_of(ranked.item),
+        image_url=image_url(ranked.item, images_served),
         score=ranked.score,
         visual_score=ranked.visual_score,
         attribute_score=ranked.attribute_score,
@@ -129,6 +170,14 @@ def match_out(ranked: RankedItem) -> Match:
         matched=_agreements(ranked.matched),
         mismatched=_agreements(ranked.mismatched),
     )
+
+
+def image_url(record: ItemRecord, images_served: bool) -> str | None:
+    if record.image.startswith(("https://", "http://")):
+        return record.image
+    if images_served and record.image:
+        return f"/v1/items/{quote(record.item_id, safe='')}/image"
+    return None
 
 
 def item_from_record(record: ItemRecord) -> Item:
@@ -146,22 +195,43 @@ def refinement_out(refinement: Refinement | None) -> RefinementOut | None:
 
 
 def search_response(
-    result: OutfitResult, size: tuple[int, int], timings_ms: dict[str, float]
+    result: OutfitResult,
+    size: tuple[int, int] | None,
+    timings_ms: dict[str, float],
+    answering: Answering | None = None,
 ) -> SearchResponse:
-    return SearchResponse(
-        garments=[
+    """The response to a search (every garment's first page) or to a page request (`answering.garment`:
+    that garment only, whose `matches` hold the page that starts at `answering.offset`)."""
+    how = answering or Answering()
+
+    def threshold(g: GarmentMatches) -> float:
+        product = g.garment.product_shot or result.query_item is not None
+        return how.confident_score_product if product else how.confident_score
+
+    garments = []
+    for index, g in enumerate(result.garments):
+        if how.garment is not None and index != how.garment:
+            continue
+        offset = how.offset if how.garment is not None else 0
+        matches = g.matches  # the first page, or (answering a page request) the requested page
+        next_offset = g.pool.next_offset(offset, len(matches)) if g.pool is not None and matches else None
+        garments.append(
             GarmentOut(
-                box=list(g.garment.box),
+                box=None if result.query_item is not None else list(g.garment.box),
                 category=g.garment.category,
                 score=round(g.garment.score, 4),
+                confident=g.best_score is not None and g.best_score >= threshold(g),
+                next_offset=next_offset,
                 attributes=attributes_out(g.attributes.values),
                 colours=[ColourOut(name=c.name, fraction=c.fraction) for c in g.attributes.colours],
                 unknown_attributes=list(g.attributes.unknown),
                 refinement=refinement_out(g.refinement),
-                matches=[match_out(ranked) for ranked in g.matches],
+                matches=[match_out(ranked, how.images_served) for ranked in matches],
             )
-            for g in result.garments
-        ],
-        image_size=list(size),
+        )
+    return SearchResponse(
+        query_id=how.query_id,
+        garments=garments,
+        image_size=list(size) if size is not None else None,
         timings_ms=timings_ms,
     )

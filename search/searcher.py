@@ -25,7 +25,7 @@ from models.errors import listed, shown
 from models.garment import Garment, GarmentDetector
 from models.images import crop_box
 from search.errors import InvalidRequestError, ItemNotFoundError, SearchDeadlineError
-from search.ranking import CATEGORY_GROUP, Candidate, Profile, RankedItem, RankingConfig, rank
+from search.ranking import CATEGORY_GROUP, Candidate, Profile, RankedItem, RankedPool, RankingConfig
 
 TEXT_BLEND = 0.5  # weight of the text vector added to a garment's image vector (open_clip only)
 MIN_REGION_PX = 8  # the shortest side of a searched region, after clipping to the image
@@ -41,6 +41,7 @@ class SearchRequest:
     profile: Profile | None = None
     ranking: RankingConfig | None = None  # None: the searcher's configured ranking
     region: Region | None = None  # search this box as one garment instead of detecting garments
+    min_score: float | None = None  # matches scoring under this are dropped
     deadline: float | None = None  # time.monotonic() after which the search gives up between stages
 
 
@@ -49,13 +50,16 @@ class GarmentMatches:
     garment: Garment
     attributes: GarmentAttributes
     refinement: Refinement | None
-    matches: list[RankedItem]
+    matches: list[RankedItem]  # the first page: pool.page(0, top_k)
+    pool: RankedPool | None = None  # every candidate at or above min_score, ranked (later pages)
+    best_score: float | None = None  # the best candidate's score, min_score or not
 
 
 @dataclass(frozen=True)
 class OutfitResult:
     garments: list[GarmentMatches]
     timings_ms: dict[str, float]
+    query_item: str | None = None  # a search by catalogue item ("more like this"): no image, no boxes
 
 
 class OutfitSearcher:
@@ -128,9 +132,47 @@ class OutfitSearcher:
                 values = dict(extracted.values)
                 if garment.category is not None:
                     values[CATEGORY_GROUP] = AttributeGuess(garment.category, 1.0, "predicted")
-                ranked = rank(found, values, config, refinement, request.profile, request.top_k)
-                results.append(GarmentMatches(garment, extracted, refinement, ranked))
+                results.append(self._matches(garment, extracted, refinement, found, values, config, request))
         return OutfitResult(results, stages.timings)
+
+    def search_item(self, item_id: str, request: SearchRequest) -> OutfitResult:
+        """More like this: the item's stored vector and attributes as the one garment (no image, no model),
+        matched within its own category unless a category filter says otherwise; the item itself is never
+        among its matches. ItemNotFoundError (404) for an unknown id."""
+        stages = _Stages(request.deadline)
+        with stages.timed("lookup"):
+            record = self.item(item_id)
+            vector = self.store.vector(record.row)
+        with stages.timed("search"):
+            categories = request.filters.categories or frozenset({record.category})
+            filters = dataclasses.replace(request.filters, categories=categories)
+            pool = max(self.pool_size, request.top_k) + 1
+            hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters))[0]
+            found = [Candidate(hit.item, hit.score) for hit in hits if hit.item.item_id != record.item_id]
+        with stages.timed("rank", check=False):
+            values = dict(record.attributes)
+            values.setdefault(CATEGORY_GROUP, AttributeGuess(record.category, 1.0, "feed"))
+            garment = Garment(box=(0, 0, 0, 0), category=record.category, score=1.0)
+            attributes = GarmentAttributes(dict(record.attributes), [], ())
+            config = request.ranking or self.ranking
+            matches = self._matches(garment, attributes, None, found, values, config, request)
+        return OutfitResult([matches], stages.timings, query_item=record.item_id)
+
+    def _matches(
+        self,
+        garment: Garment,
+        attributes: GarmentAttributes,
+        refinement: Refinement | None,
+        found: list[Candidate],
+        values: dict[str, AttributeGuess],
+        config: RankingConfig,
+        request: SearchRequest,
+    ) -> GarmentMatches:
+        ranked = RankedPool.of(found, values, config, refinement, request.profile)
+        pool = ranked.at_least(request.min_score)
+        return GarmentMatches(
+            garment, attributes, refinement, pool.page(0, request.top_k), pool, ranked.best_score
+        )
 
     def item(self, item_id: str) -> ItemRecord:
         """The catalogue item with this id; ItemNotFoundError (404) when there is none."""

@@ -135,11 +135,18 @@ class Settings(BaseSettings):
         "candidate_pool matches per garment, a few KB)",
     )
     confident_score: float = Field(
-        0.0,
+        0.73,
         ge=-1,
         le=2,
-        description="a garment is `confident` when its best match scores at least this (calibrated on "
-        "validation data: benchmarks/confidence.py)",
+        description="a garment of a street photo (or a region) is `confident` when its best match scores at "
+        "least this (calibrated on validation photos: benchmarks/confidence.py)",
+    )
+    confident_score_product: float = Field(
+        0.85,
+        ge=-1,
+        le=2,
+        description="the same for a product photo (the product gate's one garment) and a search by item_id, "
+        "whose scores run higher (benchmarks/confidence.py)",
     )
     max_image_pixels: int = Field(40_000_000, ge=64 * 64)
     default_top_k: int = Field(10, ge=1)

@@ -15,14 +15,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from indexer.store import IndexStore
+from search.query_cache import QueryCache
 from search.runtime import apply_threads, build_searcher
 from search.settings import Settings
-from service.access import RateLimiter, install_access_control
+from service.access import RATE_LIMIT_HEADERS, RateLimiter, install_access_control
 from service.body_limit import BodyLimitMiddleware, BodyLimits
 from service.coview import SessionStore
+from service.docs import install_docs
 from service.errors import install_error_handlers
 from service.limiter import SearchLimiter
 from service.metrics import ServiceMetrics, install_metrics
+from service.openapi import install_openapi
 from service.reload import watch_index
 from service.routes import router
 from service.shop_routes import STATIC_DIR
@@ -62,6 +65,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="Detect every garment in a photo and find similar catalogue products.",
         lifespan=lifespan,
+        docs_url=None,  # service/docs.py serves /docs from the package's files, not a CDN
+        redoc_url=None,
     )
     metrics = ServiceMetrics()
     app.state.settings = settings
@@ -71,12 +76,16 @@ def create_app(settings: Settings) -> FastAPI:
         settings.session_ttl_s, settings.session_max_age_s, settings.max_sessions, settings.stream_ping_s
     )
     app.state.signals = ShopperSignals(lambda: app.state.searcher.store.categories)
+    app.state.query_cache = QueryCache(settings.query_cache_ttl_s, settings.query_cache_entries)
     # Middleware added later runs earlier: CORS (outermost, answers preflights), metrics (sees every
     # answer), keys and rate limits (before any body is read), body limits (counted as the body streams in:
     # service/body_limit.py), then the error net.
     install_error_handlers(app)
     limits = BodyLimits(
-        settings.max_upload_bytes, settings.max_admin_body_bytes, settings.max_json_body_bytes
+        settings.max_upload_bytes,
+        settings.max_admin_body_bytes,
+        settings.max_json_body_bytes,
+        settings.max_batch_body_bytes,
     )
     app.add_middleware(BodyLimitMiddleware, limits=limits)
     rate_limiter = (
@@ -99,11 +108,13 @@ def create_app(settings: Settings) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", *RATE_LIMIT_HEADERS],
             max_age=600,
         )
     app.include_router(router)
     app.include_router(shop_router)
+    install_openapi(app)
+    install_docs(app)
     # The page's files; check_dir=False: the app starts (and the API serves) without them.
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

@@ -24,30 +24,52 @@ from service.errors import ConflictingFramingError, RequestTooLargeError, error_
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # form fields and part headers around the image
 UPLOAD_PATH = "/v1/search"
+BATCH_PATH = "/v1/search/batch"
 ADMIN_PREFIX = "/v1/admin/"
 
 
 @dataclass(frozen=True)
 class BodyLimits:
     """Bytes a request body may have: `upload_bytes` for the image of a search (the body may exceed it by
-    the multipart overhead), `admin_bytes` for admin catalogue changes, `json_bytes` for everything else
-    (the default, so a route nobody classified gets the smallest limit)."""
+    the multipart overhead, or by base64's 4/3 and the options when it is JSON), `batch_bytes` for a batch
+    of searches, `admin_bytes` for admin catalogue changes, `json_bytes` for everything else (the default,
+    so a route nobody classified gets the smallest limit)."""
 
     upload_bytes: int
     admin_bytes: int
     json_bytes: int
+    batch_bytes: int = 32 * 1024 * 1024
+
+    def search_json_bytes(self) -> int:
+        """A JSON search carries its image as base64: 4/3 of the upload limit, plus the options."""
+        return -(-self.upload_bytes * 4 // 3) + self.json_bytes
 
     def refusal(self, scope: Scope, body_bytes: int | None) -> tuple[int, FashionSearchError]:
         """The limit for this request, and the error that refuses it (`body_bytes`: declared, if known)."""
         path = scope["path"]
         size = f"{body_bytes} bytes" if body_bytes is not None else "more than that"
+        if path == UPLOAD_PATH and _is_json(scope):
+            limit = self.search_json_bytes()
+            message = (
+                f"the JSON search body is larger than its {limit}-byte limit (a base64 image of at most "
+                f"{self.upload_bytes} bytes and the options; body: {size})"
+            )
+            return limit, ImageTooLargeError(message)
         if path == UPLOAD_PATH:
             limit = self.upload_bytes + MULTIPART_OVERHEAD_BYTES  # the message names the limit people set
             message = f"the upload is larger than the {self.upload_bytes}-byte limit (body: {size})"
             return limit, ImageTooLargeError(message)
-        limit = self.admin_bytes if path.startswith(ADMIN_PREFIX) else self.json_bytes
+        if path == BATCH_PATH:
+            limit = self.batch_bytes
+        else:
+            limit = self.admin_bytes if path.startswith(ADMIN_PREFIX) else self.json_bytes
         message = f"the request body is larger than the {limit}-byte limit of this route (body: {size})"
         return limit, RequestTooLargeError(message)
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = Headers(scope=scope).get("content-type", "")
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 class BodyLimitMiddleware:

@@ -5,28 +5,31 @@ and read only memory (a full pool must not fail a liveness check)."""
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, File, Form, Request, Security, UploadFile
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader
-from PIL import Image
-from starlette.concurrency import run_in_threadpool
 
-from models.errors import ImageTooLargeError
-from models.images import decode_image
-from search.query import search_request
-from search.responses import Item, SearchResponse, item_from_record, search_response
-from search.searcher import MIN_REGION_INSIDE, MIN_REGION_PX, OutfitResult, OutfitSearcher, SearchRequest
-from search.settings import Settings
+from search.responses import Item, SearchResponse, item_from_record
+from search.searcher import OutfitSearcher
 from service.catalog import change_catalogue
-from service.coview import session_photo
 from service.errors import redact_paths
 from service.files import served_image
+from service.openapi import BATCH_REQUEST_BODY, SEARCH_REQUEST_BODY
 from service.reload import reload_index
-from service.schemas import CatalogChanged, CatalogDeleteIn, CatalogItemsIn, ErrorOut, Health, Ready, Reloaded
+from service.schemas import (
+    BatchOut,
+    CatalogChanged,
+    CatalogDeleteIn,
+    CatalogItemsIn,
+    ErrorOut,
+    Health,
+    Ready,
+    Reloaded,
+)
+from service.search_input import read_search
+from service.searching import run_batch, run_search
 
 router = APIRouter()
 # Keys are enforced by service/access.py before any body is read; these only declare them in OpenAPI.
@@ -61,64 +64,27 @@ def errors(*codes: int, descriptions: dict[int, str] | None = None) -> dict[int 
     response_model=SearchResponse,
     dependencies=[STOREFRONT_KEY],
     responses=errors(400, 401, 404, 413, 415, 422, 429, 503),
+    openapi_extra=SEARCH_REQUEST_BODY,
 )
-async def search(
-    request: Request,
-    image: Annotated[UploadFile, File(description="the photo (JPEG, PNG, WebP, GIF, BMP, HEIC/HEIF)")],
-    top_k: Annotated[int | None, Form(description="matches per garment")] = None,
-    category: Annotated[str | None, Form(description="only match this catalogue category")] = None,
-    text: Annotated[str | None, Form(description='refinement, e.g. "in red, not striped"')] = None,
-    filters: Annotated[
-        str | None,
-        Form(
-            description='JSON: {"category", "brand", "price_min", "price_max", "in_stock", "gender", '
-            '"attributes": {group: value or [values]}}'
-        ),
-    ] = None,
-    weights: Annotated[str | None, Form(description='JSON group weights, e.g. {"colour": 3}')] = None,
-    attribute_weight: Annotated[
-        float | None, Form(description="0 = visual only, 1 = attributes only")
-    ] = None,
-    profile: Annotated[
-        str | None, Form(description='JSON: {"brands": [], "colours": [], "price_min", "price_max"}')
-    ] = None,
-    session_id: Annotated[
-        str | None,
-        Form(description="a co-viewing session: it gets the photo and results (404 if unknown)"),
-    ] = None,
-    region: Annotated[
-        str | None,
-        Form(
-            description="JSON [x0, y0, x1, y1], pixels of the photo after EXIF orientation: search this box "
-            "as the one garment (no detection; category from the classifier). Clipped to the photo when at "
-            f"least {MIN_REGION_INSIDE:.0%} of its area is on it; at least {MIN_REGION_PX}x{MIN_REGION_PX} "
-            "pixels. Malformed, empty, too small or off the photo: 422"
-        ),
-    ] = None,
-) -> SearchResponse:
-    settings: Settings = request.app.state.settings
-    deadline = time.monotonic() + settings.request_timeout_s
-    searcher: OutfitSearcher = request.app.state.searcher
-    k = settings.default_top_k if top_k is None else top_k
+async def search(request: Request) -> SearchResponse:
+    """Every garment of a photo and its matches. The body is a multipart form (the photo as file `image`,
+    options as text fields) or JSON: `{"image": {"base64" | "url": ...}}`, `{"item_id": ...}` (more like
+    this), or `{"query_id", "garment", "offset"}` (the next page, from the kept ranking)."""
+    given = await read_search(request, request.app.state.settings.max_upload_bytes)
+    return await run_search(request, given)
 
-    def checked_options() -> SearchRequest:
-        """Parse the options, then check the session (before the search runs). Quick, but it parses JSON and
-        takes the session store's lock: one trip to the pool, never on the event loop."""
-        options = search_request(
-            settings, searcher.extractor.taxonomy, k, category, text, filters, weights, profile,
-            attribute_weight, region,
-        )  # fmt: skip
-        if session_id:
-            request.app.state.sessions.require(session_id)
-        return dataclasses.replace(options, deadline=deadline)
 
-    options = await run_in_threadpool(checked_options)
-    data = await read_limited(image, settings.max_upload_bytes)  # the bytes decide the type, not the name
-    async with request.app.state.limiter.slot(deadline):  # the wait is on the event loop
-        picture, result, timings = await run_in_threadpool(
-            decode_and_search, searcher, data, options, settings.max_image_pixels
-        )
-    return await run_in_threadpool(answer_search, request, picture, result, timings, session_id)
+@router.post(
+    "/v1/search/batch",
+    response_model=BatchOut,
+    dependencies=[STOREFRONT_KEY],
+    responses=errors(400, 401, 413, 422, 429),
+    openapi_extra=BATCH_REQUEST_BODY,
+)
+async def search_batch(request: Request) -> BatchOut:
+    """Up to 16 JSON searches in one call (each as the JSON body of POST /v1/search), answered in order:
+    each a search response or its problem; one bad image or option fails only its own entry."""
+    return await run_batch(request)
 
 
 @router.get(
@@ -191,39 +157,3 @@ async def readyz(request: Request) -> Ready:
         index_created_at=manifest.created_at,
         categories=searcher.store.categories,
     )
-
-
-def decode_and_search(
-    searcher: OutfitSearcher, data: bytes, options: SearchRequest, max_image_pixels: int
-) -> tuple[Image.Image, OutfitResult, dict[str, float]]:
-    """The CPU work a search slot is for (in the pool); the timings include the decode and the total."""
-    started = time.perf_counter()
-    picture = decode_image(data, max_image_pixels)
-    decode_ms = round((time.perf_counter() - started) * 1000, 2)
-    result = searcher.search(picture, options)
-    timings = {"decode": decode_ms, **result.timings_ms}
-    timings["total"] = round((time.perf_counter() - started) * 1000, 2)
-    return picture, result, timings
-
-
-def answer_search(
-    request: Request,
-    picture: Image.Image,
-    result: OutfitResult,
-    timings: dict[str, float],
-    session_id: str | None,
-) -> SearchResponse:
-    """Shape the answer, count it, and give it to the co-viewing session (in the pool, after the slot)."""
-    request.app.state.metrics.observe_stages(timings)
-    response = search_response(result, picture.size, timings)
-    request.app.state.signals.record_search(garment.category for garment in response.garments)
-    if session_id:
-        request.app.state.sessions.attach_search(session_id, session_photo(picture), response)
-    return response
-
-
-async def read_limited(upload: UploadFile, limit: int) -> bytes:
-    data = await upload.read(limit + 1)  # a spooled file on disk is read in the pool
-    if len(data) > limit:
-        raise ImageTooLargeError(f"the upload is larger than the {limit}-byte limit")
-    return data

@@ -15,6 +15,7 @@ exists once a fixture has started the server, does not work with pytest 9.2: it 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections import Counter
@@ -45,7 +46,8 @@ N_ITEMS = 8
 # Operation -> (examples to generate, fewest that must have been sent). An operation without parameters has
 # one distinct request, and Hypothesis stops once it has tried it.
 OPERATIONS = {
-    "POST /v1/search": (80, 60),
+    "POST /v1/search": (100, 70),
+    "POST /v1/search/batch": (40, 20),
     "GET /v1/items/{item_id}": (60, 40),
     "GET /v1/items/{item_id}/image": (60, 40),
     "POST /v1/admin/reload": (20, 1),
@@ -220,6 +222,9 @@ def steer_towards_real_data(schema: OpenApiSchema, session_id: str) -> None:
     def flatmap_body(context: HookContext, body: Any) -> st.SearchStrategy[Any]:
         if not (isinstance(body, dict) and "image" in body):
             return with_real_ids(body)
+        if isinstance(body["image"], dict):  # the JSON form: its image, or a real photo as base64
+            real = {"base64": base64.b64encode(photo).decode()}
+            return st.one_of(st.just(body), st.just({**body, "image": real}))
         with_photo = st.one_of(st.just(body), valid, one_odd()).map(lambda form: {**form, "image": photo})
         return st.one_of(st.just(body), with_photo)
 

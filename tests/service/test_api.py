@@ -35,7 +35,7 @@ def test_search_returns_garments_with_ranked_matches(client: TestClient) -> None
     assert len(matches) == 3 and matches[0]["item_id"] == "item-0006"
     assert set(matches[0]) == {
         "item_id", "score", "visual_score", "attribute_score", "profile_boost", "matched", "mismatched",
-        "title", "category", "brand", "price", "currency", "in_stock", "url", "attributes",
+        "title", "category", "brand", "price", "currency", "in_stock", "url", "attributes", "image_url",
     }  # fmt: skip
     assert [m["score"] for m in matches] == sorted((m["score"] for m in matches), reverse=True)
 
@@ -114,8 +114,11 @@ def test_health_and_readiness(client: TestClient) -> None:
 def test_every_error_maps_to_its_code(client: TestClient, make_request, status: int, code: str) -> None:
     response = make_request(client)
     assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    assert set(body) == {"code", "message"} and body["code"] == code and body["message"]
+    assert set(body) - {"errors"} == {"type", "title", "status", "detail", "code", "message"}, body
+    assert body["code"] == code and body["message"] and body["detail"] == body["message"]
+    assert body["status"] == status and body["type"] == f"/problems/{code}"
 
 
 def test_declared_oversized_body_is_refused_before_reading(client: TestClient) -> None:
@@ -148,7 +151,15 @@ def test_unexpected_error_is_generic_500_and_logged_once(
     with caplog.at_level(logging.ERROR):
         response = upload(client, jpeg_bytes(garment_image(1)))
     assert response.status_code == 500
-    assert response.json() == {"code": "internal_error", "message": "internal server error"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "/problems/internal_error",
+        "title": "Internal server error",
+        "status": 500,
+        "detail": "internal server error",
+        "code": "internal_error",
+        "message": "internal server error",
+    }
     assert "secret" not in response.text
     tracebacks = [r for r in caplog.records if r.exc_info and "secret internal detail" in str(r.exc_info[1])]
     assert len(tracebacks) == 1
@@ -165,7 +176,7 @@ def test_service_refuses_to_start_with_a_different_model(tmp_path: Path, setting
 
 # The search waits for its slot on the event loop (its CPU work runs in the pool, below); the probes read
 # only memory. Every other route is a plain def.
-ASYNC_ROUTES = {"/v1/search", "/healthz", "/readyz"}
+ASYNC_ROUTES = {"/v1/search", "/v1/search/batch", "/healthz", "/readyz"}
 
 
 def test_only_the_search_and_the_probes_are_async() -> None:
@@ -178,7 +189,7 @@ def test_only_the_search_and_the_probes_are_async() -> None:
 def test_search_work_never_runs_on_the_event_loop(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service import routes
+    from service import search_input, searching
 
     on_loop: dict[str, bool] = {}
 
@@ -191,8 +202,8 @@ def test_search_work_never_runs_on_the_event_loop(
 
     searcher = client.app.state.searcher
     monkeypatch.setattr(searcher, "search", watched("search", searcher.search))
-    monkeypatch.setattr(routes, "decode_image", watched("decode", routes.decode_image))
-    monkeypatch.setattr(routes, "search_request", watched("options", routes.search_request))
+    monkeypatch.setattr(searching, "decode_image", watched("decode", searching.decode_image))
+    monkeypatch.setattr(search_input, "search_request", watched("options", search_input.search_request))
     assert upload(client, jpeg_bytes(garment_image(1))).status_code == 200
     assert on_loop == {"search": False, "decode": False, "options": False}
 

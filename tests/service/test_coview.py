@@ -665,7 +665,8 @@ def test_openapi_declares_the_session_routes(coview: TestClient) -> None:
     stream = paths["/v1/sessions/{session_id}/stream"]["get"]
     assert "text/event-stream" in stream["responses"]["200"]["content"]
     assert stream["security"] == [{"StorefrontKey": []}]
-    assert paths["/v1/sessions"]["post"]["responses"]["503"]["content"]["application/json"]
+    assert paths["/v1/sessions"]["post"]["responses"]["503"]["content"]["application/problem+json"]
     assert paths["/v1/stats"]["get"]["security"] == [{"AdminKey": []}]
-    search_fields = schema["components"]["schemas"]["Body_search_v1_search_post"]["properties"]
-    assert "session_id" in search_fields
+    content = paths["/v1/search"]["post"]["requestBody"]["content"]
+    assert "session_id" in content["multipart/form-data"]["schema"]["properties"]
+    assert "session_id" in schema["components"]["schemas"]["SearchBody"]["properties"]

@@ -105,7 +105,9 @@ def test_a_bad_region_is_a_clear_invalid_request(client: TestClient, value: str,
 
 def test_the_region_field_is_documented(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    form = schema["paths"]["/v1/search"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    name = form["$ref"].rsplit("/", 1)[1]
-    described = schema["components"]["schemas"][name]["properties"]["region"]["description"]
+    content = schema["paths"]["/v1/search"]["post"]["requestBody"]["content"]
+    described = content["multipart/form-data"]["schema"]["properties"]["region"]["description"]
+    assert "[x0, y0, x1, y1]" in described and "EXIF" in described
+    name = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    described = schema["components"]["schemas"][name]["properties"]["region"]["anyOf"][0]["description"]
     assert "[x0, y0, x1, y1]" in described and "EXIF" in described
