@@ -9,7 +9,7 @@ import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from indexer.feed import BadRow, CatalogItem, read_feed
-from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, Manifest
+from indexer.feed import BadRow, CatalogItem, Feed, read_feed
+from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, write_metadata
 from indexer.publish import BuildError, build_lock, check_out_dir, new_staging_dir, publish
 from indexer.vector_backend import (
@@ -51,6 +51,16 @@ class BuildOptions:
     index_factory: str | None = None  # FAISS factory string or Milvus index type; None = chosen by size
     vector_store: str = "faiss"  # "faiss": vectors.faiss in the build; "milvus": a collection per build
     milvus_uri: str | None = None  # Milvus server URI; None = Milvus Lite inside the build (milvus.db)
+    # Catalogue guards (`check_catalogue`): a feed with more than this share of bad rows is refused, and so is
+    # a build that would leave more than this share of the published build's items out; `force` skips both.
+    max_bad_ratio: float = 0.05
+    max_removed_ratio: float = 0.2
+    force: bool = False
+
+
+class CatalogueGuardError(BuildError):
+    """A feed that looks broken rather than changed (too many bad rows, too many items gone): refused before
+    anything is embedded or published; `force` overrides it."""
 
 
 @dataclass
@@ -59,6 +69,7 @@ class BuildReport:
     build_dir: Path
     manifest: Manifest
     bad_rows: list[BadRow] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)  # feed, embed, write (incl. publish), total
 
     @property
     def items_per_s(self) -> float:
@@ -72,50 +83,151 @@ def build_index(
     options: BuildOptions,
     extractor: AttributeExtractor,
     describe: Callable[[list[CatalogItem]], tuple[list[Described], np.ndarray, list[BadRow]]] | None = None,
+    feed: Feed | None = None,
 ) -> BuildReport:
     """Build and atomically publish an index. On any failure the published index is left as it was.
+    `feed` is the feed as `read_build_feed` returned it (read here when None); a feed the catalogue guards
+    refuse (`check_catalogue`) fails before anything is embedded.
 
     Feed attributes are normalised through the taxonomy (source "feed"); groups the feed leaves out are
     predicted from the product image (source "predicted", with confidence) by `extractor`: build it with
     the composition root (`search.runtime.build_extractor`), as the service does, so both predict alike."""
     started = time.perf_counter()
-    check_vector_store(options.vector_store, options.index_factory)
-    check_out_dir(out_dir)
-    feed = read_feed(feed_path)
-    _fail_if_strict(options, feed.bad_rows)
-    with build_lock(out_dir), staged_build(out_dir, options.vector_store, options.milvus_uri) as staging:
-        if describe is None:
-            described, vectors, batch_bad = describe_items(feed.items, embedder, extractor, options)
-        else:
-            described, vectors, batch_bad = describe(feed.items)
-        bad = list(feed.bad_rows) + batch_bad
-        _fail_if_strict(options, batch_bad)
-        if not described:
-            raise BuildError(f"no valid items in {feed_path} ({len(bad)} bad rows): nothing to index")
-        rows = [ItemRecord.of(row, *entry) for row, entry in enumerate(described)]
-        factory = options.index_factory or choose_index_type(
-            options.vector_store, len(rows), embedder.dimension
-        )
-        manifest = Manifest(
-            model_name=embedder.name,
-            dimension=embedder.dimension,
-            metric="inner_product",
-            count=len(rows),
-            index_type=factory,
-            feed_sha256=feed.sha256,
-            feed_path=str(feed_path.resolve()),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            skipped_rows=len(bad),
-            build_seconds=0.0,
-            detector="full-frame",
-            predicted_attributes=extractor.predicted_groups,
-            vector_store=options.vector_store,
-        )
-        manifest, final = write_and_publish(staging, out_dir, vectors, rows, manifest, started, options)
+    if feed is None:
+        feed = read_build_feed(feed_path, out_dir, options)
+    feed_s = time.perf_counter() - started
+    with build_lock(out_dir):
+        # Checked again under the lock: the published build may have changed since `read_build_feed`.
+        _check_feed(feed, [], len(feed.items), published_count(out_dir), options)
+        with staged_build(out_dir, options.vector_store, options.milvus_uri) as staging:
+            embed_started = time.perf_counter()
+            if describe is None:
+                described, vectors, batch_bad = describe_items(feed.items, embedder, extractor, options)
+            else:
+                described, vectors, batch_bad = describe(feed.items)
+            embed_s = time.perf_counter() - embed_started
+            bad = list(feed.bad_rows) + batch_bad
+            _fail_if_strict(options, batch_bad)
+            # Unreadable images are only found while embedding: the same guards, before anything is written.
+            _check_feed(feed, batch_bad, len(described), published_count(out_dir), options)
+            rows = [ItemRecord.of(row, *entry) for row, entry in enumerate(described)]
+            factory = options.index_factory or choose_index_type(
+                options.vector_store, len(rows), embedder.dimension
+            )
+            manifest = Manifest(
+                model_name=embedder.name,
+                dimension=embedder.dimension,
+                metric="inner_product",
+                count=len(rows),
+                index_type=factory,
+                feed_sha256=feed.sha256,
+                feed_path=str(feed_path.resolve()),
+                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                skipped_rows=len(bad),
+                build_seconds=0.0,
+                detector="full-frame",
+                predicted_attributes=extractor.predicted_groups,
+                vector_store=options.vector_store,
+            )
+            write_started = time.perf_counter()
+            manifest, final = write_and_publish(staging, out_dir, vectors, rows, manifest, started, options)
     bad.sort(key=lambda row: row.line)
     for row in bad:
         log.warning("skipped %s", row)
-    return BuildReport(out_dir=out_dir, build_dir=final, manifest=manifest, bad_rows=bad)
+    timings = {
+        "feed": feed_s,
+        "embed": embed_s,
+        "write": time.perf_counter() - write_started,
+        "total": time.perf_counter() - started,
+    }
+    return BuildReport(
+        out_dir=out_dir,
+        build_dir=final,
+        manifest=manifest,
+        bad_rows=bad,
+        timings_s={name: round(seconds, 3) for name, seconds in timings.items()},
+    )
+
+
+def read_build_feed(feed_path: Path, out_dir: Path, options: BuildOptions, feed_format: str = "auto") -> Feed:
+    """Read the feed and make every check that needs no model: the vector store, the out dir, `--strict` and
+    the catalogue guards against the published build. Seconds for a broken feed, before any model loads (the
+    CLI calls it first, then loads the models and passes the feed to `build_index`)."""
+    check_vector_store(options.vector_store, options.index_factory)
+    check_out_dir(out_dir)
+    feed = read_feed(feed_path, feed_format=feed_format)
+    _fail_if_strict(options, feed.bad_rows)
+    _check_feed(feed, [], len(feed.items), published_count(out_dir), options)
+    return feed
+
+
+def published_count(out_dir: Path) -> int | None:
+    """Items in the build `out_dir` links to now; None without one (a first build) or when its manifest
+    cannot be read (a damaged build is replaced without the shrink check; it is not serving anyway)."""
+    if not out_dir.is_symlink():
+        return None
+    try:
+        return Manifest.read(out_dir.resolve()).count
+    except IndexCorruptError as exc:
+        log.warning("the published build cannot be read (%s); the removed-items check is skipped", exc)
+        return None
+
+
+def check_catalogue(
+    source: str,
+    rows: int,
+    bad: Sequence[BadRow],
+    count: int,
+    published: int | None,
+    options: BuildOptions,
+) -> None:
+    """Refuse a change that looks like a broken feed rather than a catalogue change, before it can replace a
+    live catalogue (CatalogueGuardError; nothing has been written):
+    - more than `options.max_bad_ratio` of the `rows` of `source` are `bad` (rows that failed to parse, and
+      unreadable images once embedding found them), on every build, a first one included;
+    - the change leaves `count` items where the `published` build (None: a first build, or a change that
+      removes nothing) has more than `options.max_removed_ratio` more.
+    `options.force` skips both."""
+    if options.force:
+        return
+    if rows and len(bad) / rows > options.max_bad_ratio:
+        raise CatalogueGuardError(
+            f"refusing to publish: {len(bad)} of {rows} rows of {source} are bad ({len(bad) / rows:.0%}, "
+            f"over --max-bad-ratio {options.max_bad_ratio:g}): {bad_sample(bad)}; "
+            f"{_unchanged(published)}; fix the feed or pass --force"
+        )
+    if published and (published - count) / published > options.max_removed_ratio:
+        gone = published - count
+        raise CatalogueGuardError(
+            f"refusing to publish: the new build would have {count} items, {gone} ({gone / published:.0%}) "
+            f"fewer than the {published} published (over --max-removed-ratio {options.max_removed_ratio:g}); "
+            f"{_unchanged(published)}; check that {source} is complete or pass --force"
+        )
+
+
+def _check_feed(
+    feed: Feed, later_bad: Sequence[BadRow], count: int, published: int | None, options: BuildOptions
+) -> None:
+    """The catalogue guards for a build from `feed`; with no valid row at all (even with `force`: an index
+    needs an item) the error names the first rows and their reasons."""
+    bad = [*feed.bad_rows, *later_bad]
+    if count == 0:
+        raise BuildError(
+            f"no valid items in {feed.path} ({len(bad)} bad row(s)): {bad_sample(bad)}; nothing was published"
+        )
+    check_catalogue(str(feed.path), len(feed.items) + len(feed.bad_rows), bad, count, published, options)
+
+
+def bad_sample(bad: Sequence[BadRow], shown: int = 3) -> str:
+    """The first `shown` bad rows by line, with their reasons, and how many more."""
+    first = sorted(bad, key=lambda row: row.line)[:shown]
+    more = f" (and {len(bad) - shown} more)" if len(bad) > shown else ""
+    return "; ".join(str(row) for row in first) + more
+
+
+def _unchanged(published: int | None) -> str:
+    kept = "" if published is None else f"; the published build ({published} items) keeps serving"
+    return f"nothing was published{kept}"
 
 
 @contextlib.contextmanager

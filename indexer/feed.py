@@ -1,37 +1,47 @@
-"""Catalogue feeds (JSON Lines or CSV): parse, validate and report bad rows with their line numbers."""
+"""Catalogue feeds (ours, Merchant Center, Shopify): parse, validate and report bad rows with their line
+numbers. The formats are read in `indexer.feed_formats`; every one gives rows in our row format."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from indexer.feed_formats import (
+    MAX_EXTRA_IMAGES,
+    READERS,
+    REQUIRED_FIELDS,
+    FeedError,
+    RowError,
+    detect_format,
+)
 from models.attributes.taxonomy import load_taxonomy
-from models.errors import FashionSearchError, shown
+from models.errors import shown
 from models.files import file_digest
 
-REQUIRED_FIELDS = ("id", "image", "title", "category")
-KNOWN_FIELDS = (*REQUIRED_FIELDS, "brand", "price", "currency", "in_stock", "url", "attributes")
+__all__ = [
+    "FEED_FORMATS",
+    "REQUIRED_FIELDS",
+    "FeedError",
+    "RowError",
+    "CatalogItem",
+    "CatalogRow",
+    "read_feed",
+]
+
+FEED_FORMATS = ("auto", "jsonl", "csv", "merchant-tsv", "merchant-csv", "merchant-xml", "shopify-csv")
+KNOWN_FIELDS = (
+    *REQUIRED_FIELDS,
+    *("brand", "price", "currency", "in_stock", "url", "attributes", "group_id", "extra_images"),
+)
+# `CatalogItem.image` of an item whose image is a URL (kept in `image_url`) until something downloads it: a
+# path that never exists, so a builder that reads `image` reports the item as unreadable instead of guessing.
+IMAGE_NOT_DOWNLOADED = Path("/nonexistent/image-url-not-downloaded")
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n"}
-
-
-class FeedError(FashionSearchError):
-    """The feed as a whole cannot be read (missing, wrong format, bad header)."""
-
-
-class RowError(ValueError):
-    """One row is invalid; carries the reason (and the row's id when it has one)."""
-
-    def __init__(self, reason: str, item_id: str | None = None) -> None:
-        super().__init__(reason)
-        self.item_id = item_id
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,9 @@ class CatalogItem:
     url: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
     line: int = 0
+    image_url: str = ""  # http(s) image of a shop feed; then `image` is IMAGE_NOT_DOWNLOADED
+    extra_images: tuple[str, ...] = ()  # more images of the item: URLs, or paths resolved like `image`
+    group_id: str = ""  # the product a variant belongs to (Merchant item_group_id, Shopify Handle)
 
 
 @dataclass(frozen=True)
@@ -66,21 +79,19 @@ class Feed:
     items: list[CatalogItem]
     bad_rows: list[BadRow]
     sha256: str
+    feed_format: str = ""  # the format it was read as (never "auto")
 
 
-def read_feed(path: Path) -> Feed:
-    """Parse a .jsonl/.ndjson/.json-lines or .csv feed. Bad rows are collected, never raised."""
+def read_feed(path: Path, feed_format: str = "auto") -> Feed:
+    """Parse a feed in one of FEED_FORMATS ("auto": from the suffix and the first bytes; see
+    `indexer.feed_formats.detect_format`). Bad rows are collected, never raised; FeedError when the feed as a
+    whole cannot be read."""
+    if feed_format not in FEED_FORMATS:
+        raise FeedError(f"unknown feed format {shown(feed_format)}; use one of {', '.join(FEED_FORMATS)}")
     if not path.is_file():
         raise FeedError(f"catalogue feed {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(path)
-    elif suffix == ".csv":
-        rows = _csv_rows(path)
-    else:
-        raise FeedError(
-            f"catalogue feed {path} must end in .jsonl, .ndjson or .csv, not {suffix or 'nothing'!r}"
-        )
+    chosen = detect_format(path) if feed_format == "auto" else feed_format
+    rows = READERS[chosen](path)
     items: list[CatalogItem] = []
     bad: list[BadRow] = []
     seen: dict[str, int] = {}
@@ -100,7 +111,7 @@ def read_feed(path: Path) -> Feed:
             items.append(item)
     except UnicodeDecodeError as exc:
         raise FeedError(f"catalogue feed {path} is not UTF-8 text: {exc}") from exc
-    return Feed(path=path, items=items, bad_rows=bad, sha256=file_digest(path))
+    return Feed(path=path, items=items, bad_rows=bad, sha256=file_digest(path), feed_format=chosen)
 
 
 def _row_id(raw: Any) -> str | None:
@@ -108,45 +119,16 @@ def _row_id(raw: Any) -> str | None:
     return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield line_no, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield line_no, RowError(f"not valid JSON: {exc.msg} at column {exc.colno}")
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in REQUIRED_FIELDS if name not in (reader.fieldnames or [])]
-        if missing:
-            raise FeedError(f"catalogue feed {path}: CSV header lacks column(s) {', '.join(missing)}")
-        for record in reader:
-            row: dict[str, Any] = {k: v for k, v in record.items() if k is not None and v not in (None, "")}
-            if None in record:
-                yield reader.line_num, RowError("more cells than header columns", record.get("id"))
-                continue
-            if "attributes" in row:
-                try:
-                    row["attributes"] = json.loads(row["attributes"])
-                except json.JSONDecodeError:
-                    yield reader.line_num, RowError("attributes cell is not a JSON object", row.get("id"))
-                    continue
-            yield reader.line_num, row
-
-
 # One set of limits for every catalogue row, from a feed file or from the admin API.
 LIMITS = {"id": 256, "image": 4096, "title": 1000, "category": 100, "brand": 200, "currency": 3, "url": 2048}
+LIMITS |= {"group_id": 256}
 
 
 class CatalogRow(BaseModel):
     """One catalogue row as a feed or the admin API gives it; `image` is a path (relative to the feed's
-    folder, or to the service's image root over HTTP). Validation raises reasons a catalogue manager can act
-    on ("price must be a number, got 'abc'"); the feed reports them per line, the admin API as a 422."""
+    folder, or to the service's image root over HTTP) or, from a feed, an http(s) URL. Validation raises
+    reasons a catalogue manager can act on ("price must be a number, got 'abc'"); the feed reports them per
+    line, the admin API as a 422."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -160,6 +142,10 @@ class CatalogRow(BaseModel):
     in_stock: bool = True
     url: str = Field("", max_length=LIMITS["url"])
     attributes: dict[str, str] = Field(default_factory=dict, description="group -> value, e.g. colour: red")
+    group_id: str = Field("", max_length=LIMITS["group_id"], description="the product a variant belongs to")
+    extra_images: tuple[str, ...] = Field(
+        (), max_length=MAX_EXTRA_IMAGES, description="more images of the item"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -171,23 +157,39 @@ class CatalogRow(BaseModel):
             raise RowError(f"missing required field(s): {', '.join(missing)}")
         clean: dict[str, Any] = {name: _text(raw, name, LIMITS[name]) for name in REQUIRED_FIELDS}
         clean["category"] = load_taxonomy().normalise_category(clean["category"])
-        for name in ("brand", "url"):
+        for name in ("brand", "url", "group_id"):
             clean[name] = _text(raw, name, LIMITS[name], default="")
         clean["currency"] = _text(raw, "currency", LIMITS["currency"], default="").upper()
         clean["price"] = _price(raw.get("price"))
         clean["in_stock"] = _bool(raw.get("in_stock", True))
         clean["attributes"] = _attributes(raw.get("attributes", {}))
+        clean["extra_images"] = _images(raw.get("extra_images", ()))
         unknown = sorted(set(raw) - set(clean))
         return {**clean, **{name: raw[name] for name in unknown}}  # extra="forbid" names them
 
     def to_item(self, base: Path, line: int = 0) -> CatalogItem:
-        """The item, with its image resolved against `base`; RowError when the image file is missing."""
-        image = Path(self.image)
-        image = image if image.is_absolute() else base / image
-        if not image.is_file():
+        """The item, with its image resolved against `base`; RowError when the image file is missing. An
+        http(s) image is kept as `image_url` (with `image` IMAGE_NOT_DOWNLOADED), unchecked: reading only."""
+        image_url = self.image if is_url(self.image) else ""
+        image = IMAGE_NOT_DOWNLOADED if image_url else _resolved(self.image, base)
+        if not image_url and not image.is_file():
             raise RowError(f"image file {image} does not exist", self.id)
-        fields = self.model_dump(exclude={"id", "image"})
-        return CatalogItem(item_id=self.id, image=image, line=line, **fields)
+        extra = tuple(link if is_url(link) else str(_resolved(link, base)) for link in self.extra_images)
+        fields = self.model_dump(exclude={"id", "image", "extra_images"})
+        return CatalogItem(
+            item_id=self.id, image=image, line=line, image_url=image_url, extra_images=extra, **fields
+        )
+
+
+def is_url(text: str) -> bool:
+    """An http(s) URL with a host (what a shop feed's image links are)."""
+    scheme, _, rest = text.partition("://")
+    return scheme.lower() in ("http", "https") and bool(rest.split("/", 1)[0])
+
+
+def _resolved(image: str, base: Path) -> Path:
+    path = Path(image)
+    return path if path.is_absolute() else base / path
 
 
 def parse_row(raw: Any, line: int, base: Path) -> CatalogItem:
@@ -215,7 +217,7 @@ def row_reason(exc: ValidationError) -> str:
 
 
 # Fields that name a file or a key: no control character at all (NUL, newline, ...). Other text: no NUL.
-PLAIN_FIELDS = frozenset({"id", "image", "category", "currency"})
+PLAIN_FIELDS = frozenset({"id", "image", "category", "currency", "group_id", "extra_images"})
 CONTROL_CHARACTERS = frozenset(chr(code) for code in (*range(32), 127))
 
 
@@ -256,6 +258,16 @@ def _bool(value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise RowError(f"in_stock must be true or false, got {shown(value)}")
+
+
+def _images(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise RowError(f"extra_images must be a list of image links or paths, got {type(value).__name__}")
+    if len(value) > MAX_EXTRA_IMAGES:
+        raise RowError(f"extra_images has {len(value)} images; the limit is {MAX_EXTRA_IMAGES}")
+    return tuple(_text({"extra_images": link}, "extra_images", LIMITS["image"]) for link in value)
 
 
 def _attributes(value: Any) -> dict[str, str]:

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,17 +23,26 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from indexer.build import BuildOptions, describe_items, staged_build, write_and_publish
+from indexer.build import (
+    BuildOptions,
+    Described,
+    check_catalogue,
+    describe_items,
+    staged_build,
+    write_and_publish,
+)
 from indexer.feed import BadRow, CatalogItem
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ItemRecord, MetadataReader
 from indexer.publish import BuildError, build_lock
 from models.attributes.extractor import AttributeExtractor
-from models.embedder import Embedder
+from models.embedding import Embedder
 from models.errors import ModelMismatchError
 
 log = logging.getLogger(__name__)
 Mode = Literal["add", "upsert"]
+# Builds the embedder and extractor when an update has rows to embed (the CLI's: none for a delete).
+ModelLoader = Callable[[], tuple[Embedder, AttributeExtractor]]
 
 
 @dataclass
@@ -57,52 +66,73 @@ class UpdateReport:
 
 def update_index(
     out_dir: Path,
-    embedder: Embedder,
-    extractor: AttributeExtractor,
+    embedder: Embedder | None,
+    extractor: AttributeExtractor | None,
     options: BuildOptions,
     items: Iterable[CatalogItem] = (),
     mode: Mode = "add",
     delete_ids: Iterable[str] = (),
     bad_rows: Iterable[BadRow] = (),
+    load_models: ModelLoader | None = None,
 ) -> UpdateReport:
     """Apply catalogue items (`add`: new ids only, a known id is a bad row; `upsert`: new or replaced) and/or
     deletions to the index published at `out_dir`. The items come from a feed reader (`read_feed(path).items`,
     whose `bad_rows` are passed along to be reported) or from the admin API. `options.strict` turns bad rows
-    and unknown delete ids into a failure that changes nothing."""
+    and unknown delete ids into a failure that changes nothing.
+
+    The models are needed only for rows to embed: pass them, or None and a `load_models` that is called only
+    when there are such rows (a delete never loads a model). Items are checked by the catalogue guard's
+    bad-row share (`check_catalogue`; rows of an add whose id is already indexed do not count: re-running an
+    add is harmless) before anything is embedded, and again with the unreadable images found while
+    embedding. The removed-items share does not apply: add and upsert remove nothing, and a delete names
+    its ids."""
     started = time.perf_counter()
     with build_lock(out_dir):
         current = _published_build(out_dir)
         manifest = Manifest.read(current)
         manifest.verify(current)
-        if manifest.model_name != embedder.name or manifest.dimension != embedder.dimension:
-            raise ModelMismatchError(
-                f"the index at {out_dir} was built with {manifest.model_name!r} (dimension "
-                f"{manifest.dimension}); the configured embedder is {embedder.name!r} ({embedder.dimension})"
-            )
+        if embedder is not None:
+            _check_model(out_dir, manifest, embedder)
         records, vectors = _read_build(current, manifest)
         known = {record.item_id: record.row for record in records}
 
         bad = list(bad_rows)
         incoming: list[CatalogItem] = []
         first_line: dict[str, int] = {}
+        known_rows: list[BadRow] = []  # an add's rows whose id is indexed: reported, not counted as broken
         for item in items:
             if item.item_id in first_line:
                 reason = f"duplicate id, first seen on line {first_line[item.item_id]}"
                 bad.append(BadRow(item.line, item.item_id, reason))
             elif mode == "add" and item.item_id in known:
-                bad.append(BadRow(item.line, item.item_id, "already in the index (use upsert to replace it)"))
+                reason = "already in the index (use upsert to replace it)"
+                known_rows.append(BadRow(item.line, item.item_id, reason))
             else:
                 incoming.append(item)
             first_line.setdefault(item.item_id, item.line)
         wanted_deletes = list(dict.fromkeys(delete_ids))
         missing = [item_id for item_id in wanted_deletes if item_id not in known]
-        if options.strict and (bad or missing):
-            raise BuildError(_strict_reason(bad, missing))
+        if options.strict and (bad or known_rows or missing):
+            raise BuildError(_strict_reason(sorted(bad + known_rows, key=lambda row: row.line), missing))
+        change = f"the rows given to {out_dir}"
+        rows_given = len(incoming) + len(bad) + len(known_rows)
+        check_catalogue(change, rows_given, bad, len(incoming) + len(known_rows), None, options)
 
-        described, new_vectors, embed_bad = describe_items(incoming, embedder, extractor, options)
-        bad.extend(embed_bad)
+        embed_bad: list[BadRow] = []
+        described: list[Described] = []
+        new_vectors = np.zeros((0, manifest.dimension), np.float32)
+        if incoming:
+            if embedder is None or extractor is None:
+                if load_models is None:
+                    raise BuildError("there are rows to embed but no models: pass them or `load_models`")
+                embedder, extractor = load_models()
+                _check_model(out_dir, manifest, embedder)
+            described, new_vectors, embed_bad = describe_items(incoming, embedder, extractor, options)
         if options.strict and embed_bad:
             raise BuildError(_strict_reason(embed_bad, []))
+        check_catalogue(change, rows_given, bad + embed_bad, len(described) + len(known_rows), None, options)
+        bad.extend(embed_bad)
+        bad.extend(known_rows)
         replacing = {entry[0].item_id for entry in described if entry[0].item_id in known}
         removed = (set(wanted_deletes) - set(missing)) | replacing
         report = UpdateReport(
@@ -139,6 +169,14 @@ def update_index(
     report.seconds = round(time.perf_counter() - started, 3)
     log.info("updated %s -> %s: %s", out_dir, report.build_dir.name, report.summary())
     return report
+
+
+def _check_model(out_dir: Path, manifest: Manifest, embedder: Embedder) -> None:
+    if manifest.model_name != embedder.name or manifest.dimension != embedder.dimension:
+        raise ModelMismatchError(
+            f"the index at {out_dir} was built with {manifest.model_name!r} (dimension "
+            f"{manifest.dimension}); the configured embedder is {embedder.name!r} ({embedder.dimension})"
+        )
 
 
 def _published_build(out_dir: Path) -> Path:

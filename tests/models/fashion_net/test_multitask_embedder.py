@@ -159,11 +159,12 @@ class _Street:
 def test_the_gate_makes_a_product_photo_one_whole_garment_and_leaves_street_photos_to_the_parser() -> None:
     image = Image.new("RGB", (60, 80), "white")
     product = ProductGate(_Street(), _Heads(0.93, "trousers")).detect(image)  # type: ignore[arg-type]
-    assert product == [Garment((0, 0, 60, 80), "trousers", 0.93)]
+    assert product == [Garment((0, 0, 60, 80), "trousers", 0.93, product_shot=True)]
     watch = ProductGate(_Street(), _Heads(0.95, "other")).detect(image)  # type: ignore[arg-type]
     assert watch[0].category is None  # not a garment category: matched by look alone
     street = ProductGate(_Street(), _Heads(0.2, "top")).detect(image)  # type: ignore[arg-type]
     assert [g.category for g in street] == ["top", "hat"]
+    assert not any(g.product_shot for g in street)
     without_heads = _Heads(0.95, "top")
     without_heads.head_labels = {}  # type: ignore[assignment]  # what a v1 embedder reports
     with pytest.raises(ConfigError, match="no product gate head"):
