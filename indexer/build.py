@@ -9,7 +9,7 @@ import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +19,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from indexer.feed import BadRow, CatalogItem, Feed, read_feed
-from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, IndexCorruptError, Manifest
-from indexer.metadata import ItemRecord, write_metadata
+from indexer.guards import (  # noqa: F401  (the guards: public here too)
+    CatalogueGuardError,
+    bad_sample,
+    check_catalogue,
+    check_feed,
+    published_count,
+)
+from indexer.item_images import embed_extra_images, with_digests
+from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, Manifest
+from indexer.metadata import ImageRow, ItemRecord, write_metadata
 from indexer.publish import BuildError, build_lock, check_out_dir, new_staging_dir, publish
 from indexer.vector_backend import (
     check_vector_store,
@@ -58,11 +66,6 @@ class BuildOptions:
     force: bool = False
 
 
-class CatalogueGuardError(BuildError):
-    """A feed that looks broken rather than changed (too many bad rows, too many items gone): refused before
-    anything is embedded or published; `force` overrides it."""
-
-
 @dataclass
 class BuildReport:
     out_dir: Path
@@ -98,18 +101,21 @@ def build_index(
     feed_s = time.perf_counter() - started
     with build_lock(out_dir):
         # Checked again under the lock: the published build may have changed since `read_build_feed`.
-        _check_feed(feed, [], len(feed.items), published_count(out_dir), options)
+        check_feed(feed, [], len(feed.items), published_count(out_dir), options)
         with staged_build(out_dir, options.vector_store, options.milvus_uri) as staging:
             embed_started = time.perf_counter()
             if describe is None:
                 described, vectors, batch_bad = describe_items(feed.items, embedder, extractor, options)
             else:
                 described, vectors, batch_bad = describe(feed.items)
-            embed_s = time.perf_counter() - embed_started
             bad = list(feed.bad_rows) + batch_bad
             _fail_if_strict(options, batch_bad)
             # Unreadable images are only found while embedding: the same guards, before anything is written.
-            _check_feed(feed, batch_bad, len(described), published_count(out_dir), options)
+            check_feed(feed, batch_bad, len(described), published_count(out_dir), options)
+            described = [(with_digests(item), given, extra) for item, given, extra in described]
+            extra = embed_extra_images([entry[0] for entry in described], embedder, options, len(described))
+            vectors = np.concatenate([vectors, extra.vectors])
+            embed_s = time.perf_counter() - embed_started
             rows = [ItemRecord.of(row, *entry) for row, entry in enumerate(described)]
             factory = options.index_factory or choose_index_type(
                 options.vector_store, len(rows), embedder.dimension
@@ -119,6 +125,7 @@ def build_index(
                 dimension=embedder.dimension,
                 metric="inner_product",
                 count=len(rows),
+                vectors=len(vectors),
                 index_type=factory,
                 feed_sha256=feed.sha256,
                 feed_path=str(feed_path.resolve()),
@@ -130,7 +137,9 @@ def build_index(
                 vector_store=options.vector_store,
             )
             write_started = time.perf_counter()
-            manifest, final = write_and_publish(staging, out_dir, vectors, rows, manifest, started, options)
+            manifest, final = write_and_publish(
+                staging, out_dir, vectors, rows, manifest, started, options, extra.rows
+            )
     bad.sort(key=lambda row: row.line)
     for row in bad:
         log.warning("skipped %s", row)
@@ -157,77 +166,8 @@ def read_build_feed(feed_path: Path, out_dir: Path, options: BuildOptions, feed_
     check_out_dir(out_dir)
     feed = read_feed(feed_path, feed_format=feed_format)
     _fail_if_strict(options, feed.bad_rows)
-    _check_feed(feed, [], len(feed.items), published_count(out_dir), options)
+    check_feed(feed, [], len(feed.items), published_count(out_dir), options)
     return feed
-
-
-def published_count(out_dir: Path) -> int | None:
-    """Items in the build `out_dir` links to now; None without one (a first build) or when its manifest
-    cannot be read (a damaged build is replaced without the shrink check; it is not serving anyway)."""
-    if not out_dir.is_symlink():
-        return None
-    try:
-        return Manifest.read(out_dir.resolve()).count
-    except IndexCorruptError as exc:
-        log.warning("the published build cannot be read (%s); the removed-items check is skipped", exc)
-        return None
-
-
-def check_catalogue(
-    source: str,
-    rows: int,
-    bad: Sequence[BadRow],
-    count: int,
-    published: int | None,
-    options: BuildOptions,
-) -> None:
-    """Refuse a change that looks like a broken feed rather than a catalogue change, before it can replace a
-    live catalogue (CatalogueGuardError; nothing has been written):
-    - more than `options.max_bad_ratio` of the `rows` of `source` are `bad` (rows that failed to parse, and
-      unreadable images once embedding found them), on every build, a first one included;
-    - the change leaves `count` items where the `published` build (None: a first build, or a change that
-      removes nothing) has more than `options.max_removed_ratio` more.
-    `options.force` skips both."""
-    if options.force:
-        return
-    if rows and len(bad) / rows > options.max_bad_ratio:
-        raise CatalogueGuardError(
-            f"refusing to publish: {len(bad)} of {rows} rows of {source} are bad ({len(bad) / rows:.0%}, "
-            f"over --max-bad-ratio {options.max_bad_ratio:g}): {bad_sample(bad)}; "
-            f"{_unchanged(published)}; fix the feed or pass --force"
-        )
-    if published and (published - count) / published > options.max_removed_ratio:
-        gone = published - count
-        raise CatalogueGuardError(
-            f"refusing to publish: the new build would have {count} items, {gone} ({gone / published:.0%}) "
-            f"fewer than the {published} published (over --max-removed-ratio {options.max_removed_ratio:g}); "
-            f"{_unchanged(published)}; check that {source} is complete or pass --force"
-        )
-
-
-def _check_feed(
-    feed: Feed, later_bad: Sequence[BadRow], count: int, published: int | None, options: BuildOptions
-) -> None:
-    """The catalogue guards for a build from `feed`; with no valid row at all (even with `force`: an index
-    needs an item) the error names the first rows and their reasons."""
-    bad = [*feed.bad_rows, *later_bad]
-    if count == 0:
-        raise BuildError(
-            f"no valid items in {feed.path} ({len(bad)} bad row(s)): {bad_sample(bad)}; nothing was published"
-        )
-    check_catalogue(str(feed.path), len(feed.items) + len(feed.bad_rows), bad, count, published, options)
-
-
-def bad_sample(bad: Sequence[BadRow], shown: int = 3) -> str:
-    """The first `shown` bad rows by line, with their reasons, and how many more."""
-    first = sorted(bad, key=lambda row: row.line)[:shown]
-    more = f" (and {len(bad) - shown} more)" if len(bad) > shown else ""
-    return "; ".join(str(row) for row in first) + more
-
-
-def _unchanged(published: int | None) -> str:
-    kept = "" if published is None else f"; the published build ({published} items) keeps serving"
-    return f"nothing was published{kept}"
 
 
 @contextlib.contextmanager
@@ -251,11 +191,14 @@ def write_and_publish(
     manifest: Manifest,
     started: float,
     options: BuildOptions,
+    image_rows: list[ImageRow] | None = None,
 ) -> tuple[Manifest, Path]:
     """Write the build, publish it, prune old builds (dropping their server collections): the sealed
     manifest and the published build directory."""
     try:
-        sealed = write_build(staging, vectors, rows, manifest, started, milvus_uri=options.milvus_uri)
+        sealed = write_build(
+            staging, vectors, rows, manifest, started, milvus_uri=options.milvus_uri, image_rows=image_rows
+        )
     except (OSError, sqlite3.Error) as exc:  # a full disk, a folder made read-only meanwhile
         raise BuildError(f"could not write the new build in {staging}: {exc}; nothing was published") from exc
     prune_vectors = functools.partial(discard_pruned, milvus_uri=options.milvus_uri)
@@ -270,21 +213,28 @@ def write_build(
     started: float,
     *,
     milvus_uri: str | None = None,
+    image_rows: list[ImageRow] | None = None,
 ) -> Manifest:
     """Write one complete build into `staging`: raw vectors (the source of truth for updates and for
     re-indexing into another type), the searchable vectors in `manifest.vector_store` with its `index_type`
     (FAISS: vectors.faiss; Milvus: a new collection named from the build id, at `milvus_uri` or else in
     Milvus Lite inside `staging`), the items, then the sealed manifest (checksums, written last). Run it
-    inside `staged_build`, which removes what it wrote if anything fails."""
-    if vectors.shape != (len(rows), manifest.dimension) or vectors.dtype != np.float32:
+    inside `staged_build`, which removes what it wrote if anything fails. Vector rows: the items' main images
+    (row = item row), then `image_rows` (their further images)."""
+    extra = image_rows or []
+    expected = (len(rows) + len(extra), manifest.dimension)
+    if vectors.shape != expected or vectors.dtype != np.float32:
         raise BuildError(
-            f"{len(rows)} items but vectors {vectors.dtype} {vectors.shape}; "
-            f"expected float32 ({len(rows)}, {manifest.dimension})"
+            f"{len(rows)} items and {len(extra)} further images but vectors {vectors.dtype} {vectors.shape}; "
+            f"expected float32 {expected}"
         )
+    if any(r.vector_row != len(rows) + i or not 0 <= r.item_row < len(rows) for i, r in enumerate(extra)):
+        raise BuildError("further image rows must follow the items' rows in order and name an item")
+    manifest = dataclasses.replace(manifest, vectors=expected[0])
     with (staging / RAW_VECTORS_NAME).open("wb") as handle:
         np.save(handle, np.ascontiguousarray(vectors), allow_pickle=False)
     manifest = write_vectors(staging, vectors, manifest, milvus_uri)
-    write_metadata(staging / METADATA_NAME, rows)
+    write_metadata(staging / METADATA_NAME, rows, extra)
     elapsed = round(time.perf_counter() - started, 3)
     return dataclasses.replace(manifest, build_seconds=elapsed).write(staging)
 

@@ -4,6 +4,7 @@ numbers. The formats are read in `indexer.feed_formats`; every one gives rows in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from indexer.feed_formats import (
+    FORMAT_NAMES,
     MAX_EXTRA_IMAGES,
-    READERS,
     REQUIRED_FIELDS,
     FeedError,
     RowError,
+    Rows,
+    csv_rows,
     detect_format,
+    jsonl_rows,
+    merchant_csv_rows,
+    merchant_tsv_rows,
 )
+from indexer.shop_feeds import merchant_xml_rows, shopify_csv_rows
 from models.attributes.taxonomy import load_taxonomy
 from models.errors import shown
 from models.files import file_digest
@@ -32,7 +39,7 @@ __all__ = [
     "read_feed",
 ]
 
-FEED_FORMATS = ("auto", "jsonl", "csv", "merchant-tsv", "merchant-csv", "merchant-xml", "shopify-csv")
+FEED_FORMATS = ("auto", *FORMAT_NAMES)
 KNOWN_FIELDS = (
     *REQUIRED_FIELDS,
     *("brand", "price", "currency", "in_stock", "url", "attributes", "group_id", "extra_images"),
@@ -40,6 +47,14 @@ KNOWN_FIELDS = (
 # `CatalogItem.image` of an item whose image is a URL (kept in `image_url`) until something downloads it: a
 # path that never exists, so a builder that reads `image` reports the item as unreadable instead of guessing.
 IMAGE_NOT_DOWNLOADED = Path("/nonexistent/image-url-not-downloaded")
+READERS: dict[str, Callable[[Path], Rows]] = {
+    "jsonl": jsonl_rows,
+    "csv": csv_rows,
+    "merchant-tsv": merchant_tsv_rows,
+    "merchant-csv": merchant_csv_rows,
+    "merchant-xml": merchant_xml_rows,
+    "shopify-csv": shopify_csv_rows,
+}
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n"}
 
@@ -60,6 +75,10 @@ class CatalogItem:
     image_url: str = ""  # http(s) image of a shop feed; then `image` is IMAGE_NOT_DOWNLOADED
     extra_images: tuple[str, ...] = ()  # more images of the item: URLs, or paths resolved like `image`
     group_id: str = ""  # the product a variant belongs to (Merchant item_group_id, Shopify Handle)
+    # The local files of `extra_images`, in the same order (empty until every one is local: the feed sets it
+    # for paths, the downloader for links, dropping a link that failed from both); what the build embeds.
+    extra_files: tuple[Path, ...] = ()
+    image_sha256s: tuple[str, ...] = ()  # SHA-256 of the main image's bytes, then each extra file's (builds)
 
 
 @dataclass(frozen=True)
@@ -175,9 +194,16 @@ class CatalogRow(BaseModel):
         if not image_url and not image.is_file():
             raise RowError(f"image file {image} does not exist", self.id)
         extra = tuple(link if is_url(link) else str(_resolved(link, base)) for link in self.extra_images)
+        files = () if any(is_url(link) for link in extra) else tuple(Path(link) for link in extra)
         fields = self.model_dump(exclude={"id", "image", "extra_images"})
         return CatalogItem(
-            item_id=self.id, image=image, line=line, image_url=image_url, extra_images=extra, **fields
+            item_id=self.id,
+            image=image,
+            line=line,
+            image_url=image_url,
+            extra_images=extra,
+            extra_files=files,
+            **fields,
         )
 
 

@@ -13,13 +13,9 @@ import codecs
 import csv
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
-from xml.etree.ElementTree import ParseError
-
-import defusedxml
-from defusedxml.ElementTree import DefusedXMLParser
 
 from models.attributes.taxonomy import load_taxonomy
 from models.errors import FashionSearchError, shown
@@ -32,8 +28,10 @@ MAX_LINE_CHARS = 1 << 20  # one physical line of a text feed
 MAX_ELEMENT_CHARS = 1 << 20  # the text of one XML element of an item
 MAX_EXTRA_IMAGES = 50
 MAX_PRODUCT_ROWS = 5000  # Shopify rows buffered for one product before its variants are given out
+# The formats a feed can be read as (the readers are in `indexer.feed.READERS`).
+FORMAT_NAMES = ("jsonl", "csv", "merchant-tsv", "merchant-csv", "merchant-xml", "shopify-csv")
 SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".txt", ".xml", ".rss", ".atom")
-_CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 64 * 1024
 
 
 class FeedError(FashionSearchError):
@@ -77,14 +75,14 @@ def _undetected(path: Path, why: str) -> FeedError:
     return FeedError(
         f"catalogue feed {path}: cannot tell its format ({why}); a feed must end in "
         f"{', '.join(SUFFIXES)} with a header (or first bytes) of its format, or be read with an explicit "
-        f"format: {', '.join(READERS)}"
+        f"format: {', '.join(FORMAT_NAMES)}"
     )
 
 
 def _head(path: Path) -> str:
     """The first 64 KiB as text (a multi-byte character cut at the end is dropped)."""
     with path.open("rb") as handle:
-        head = handle.read(_CHUNK_BYTES)
+        head = handle.read(CHUNK_BYTES)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise FeedError(
             f"catalogue feed {path} is not UTF-8 text: it is UTF-16 (byte-order mark); save as UTF-8"
@@ -95,7 +93,7 @@ def _head(path: Path) -> str:
         raise not_utf8(path, exc) from None
 
 
-def _attribute_name(header_cell: str) -> str:
+def attribute_name(header_cell: str) -> str:
     """`Image Link`, `g:image_link`, ` image_link ` -> `image_link`; `Variant SKU` -> `variant_sku`."""
     name = header_cell.strip().lower().removeprefix("g:")
     return re.sub(r"\s+", "_", name)
@@ -104,7 +102,7 @@ def _attribute_name(header_cell: str) -> str:
 def _text_format(header: str, suffix: str) -> str | None:
     delimiter = "\t" if "\t" in header else ","
     cells = next(csv.reader([header], delimiter=delimiter), [])
-    names = {_attribute_name(cell) for cell in cells}
+    names = {attribute_name(cell) for cell in cells}
     shopify = {"variant_sku", "variant_price", "image_src", "option1_value"}
     if delimiter == "," and "handle" in names and names & shopify:
         return "shopify-csv"
@@ -149,7 +147,7 @@ def _too_long(line: int) -> RowError:
     return RowError(f"line {line} is longer than {MAX_LINE_CHARS} characters; it was skipped unread")
 
 
-def _csv_records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str] | RowError]]:
+def csv_records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str] | RowError]]:
     """Every csv record (the header included) with the number of its last line; blank lines are skipped."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         lines = _BoundedLines(handle)
@@ -172,7 +170,7 @@ def _csv_records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str] | 
                 yield reader.line_num, cells
 
 
-def _header(path: Path, records: Iterator[tuple[int, list[str] | RowError]]) -> list[str]:
+def read_header(path: Path, records: Iterator[tuple[int, list[str] | RowError]]) -> list[str]:
     for _, record in records:
         if isinstance(record, RowError):
             raise FeedError(f"catalogue feed {path}: unreadable header line ({record})")
@@ -197,8 +195,8 @@ def jsonl_rows(path: Path) -> Rows:
 
 
 def csv_rows(path: Path) -> Rows:
-    records = _csv_records(path, ",")
-    header = _header(path, records)
+    records = csv_records(path, ",")
+    header = read_header(path, records)
     missing = [name for name in REQUIRED_FIELDS if name not in header]
     if missing:
         raise FeedError(f"catalogue feed {path}: CSV header lacks column(s) {', '.join(missing)}")
@@ -239,8 +237,8 @@ def merchant_csv_rows(path: Path) -> Rows:
 
 
 def _merchant_text_rows(path: Path, delimiter: str) -> Rows:
-    records = _csv_records(path, delimiter)
-    names = [_attribute_name(cell) for cell in _header(path, records)]
+    records = csv_records(path, delimiter)
+    names = [attribute_name(cell) for cell in read_header(path, records)]
     if "id" not in names:
         raise FeedError(f"catalogue feed {path}: Merchant Center header lacks the id column")
     for line, record in records:
@@ -341,203 +339,3 @@ def category_from_paths(paths: Iterable[str]) -> str:
                 return part.lower()
         return segment.lower()
     return ""
-
-
-def merchant_xml_rows(path: Path) -> Rows:
-    """Items (RSS `<item>` or Atom `<entry>`) of a Merchant Center XML feed, streamed through defusedxml."""
-    collector = _ItemCollector()
-    parser = DefusedXMLParser(target=collector)
-    collector.locate = lambda: int(parser.parser.CurrentLineNumber)
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with path.open("rb") as handle:
-        try:
-            while chunk := handle.read(_CHUNK_BYTES):
-                decoder.decode(chunk)  # UnicodeDecodeError: read_feed says "not UTF-8"
-                parser.feed(chunk)
-                yield from collector.take()
-            decoder.decode(b"", final=True)
-            parser.close()
-        except defusedxml.EntitiesForbidden as exc:
-            raise FeedError(
-                f"catalogue feed {path} is refused: it declares the XML entity {exc.name!r}; entity "
-                "declarations are not accepted (they allow billion-laughs and external-entity attacks)"
-            ) from None
-        except defusedxml.DefusedXmlException as exc:
-            raise FeedError(
-                f"catalogue feed {path} is refused: {exc} (external references are not followed)"
-            ) from None
-        except ParseError as exc:
-            raise FeedError(f"catalogue feed {path} is not well-formed XML: {exc}") from None
-    yield from collector.take()
-    if not collector.items and not collector.google:
-        raise FeedError(f"catalogue feed {path} is XML but not a Merchant Center feed: no <item> or <entry>")
-
-
-class _ItemCollector:
-    """An XML parser target that keeps only the direct children of each `<item>`/`<entry>` (g: ones first)
-    and the line each item starts on; no tree is built."""
-
-    def __init__(self) -> None:
-        self.locate: Callable[[], int] = lambda: 0
-        self.items = 0
-        self.google = False  # an element of the Merchant Center namespace was seen
-        self._ready: list[tuple[int, dict[str, Any] | RowError]] = []
-        self._depth = 0
-        self._item_depth = 0  # 0: outside any item
-        self._line = 0
-        self._fields: dict[str, list[str]] = {}
-        self._plain: dict[str, list[str]] = {}
-        self._field: tuple[bool, str] | None = None
-        self._text: list[str] = []
-        self._size = 0
-        self._error: RowError | None = None
-
-    def take(self) -> list[tuple[int, dict[str, Any] | RowError]]:
-        ready, self._ready = self._ready, []
-        return ready
-
-    def start(self, tag: str, attrib: dict[str, str]) -> None:
-        self._depth += 1
-        google, name = _split_tag(tag)
-        self.google = self.google or google
-        if not self._item_depth:
-            if name in ("item", "entry"):
-                self._item_depth, self._line, self._error = self._depth, self.locate(), None
-                self._fields, self._plain = {}, {}
-        elif self._depth == self._item_depth + 1:
-            self._field, self._size = (google, name), 0
-            self._text = [attrib["href"]] if name == "link" and "href" in attrib else []  # Atom <link href>
-
-    def data(self, text: str) -> None:
-        if self._field is not None and self._depth == self._item_depth + 1:
-            self._size += len(text)
-            if self._size > MAX_ELEMENT_CHARS:
-                self._error = RowError(f"<{self._field[1]}> is longer than {MAX_ELEMENT_CHARS} characters")
-            else:
-                self._text.append(text)
-
-    def end(self, tag: str) -> None:
-        if self._item_depth and self._depth == self._item_depth + 1 and self._field is not None:
-            google, name = self._field
-            value = "".join(self._text).strip()
-            if value:
-                (self._fields if google else self._plain).setdefault(name, []).append(value)
-            self._field = None
-        elif self._item_depth and self._depth == self._item_depth:
-            row = merchant_row({**self._plain, **self._fields})
-            if self._error is not None:
-                item_id = row.get("id") if isinstance(row, dict) else row.item_id
-                row = RowError(str(self._error), item_id)
-            self._ready.append((self._line, row))
-            self.items += 1
-            self._item_depth = 0
-        self._depth -= 1
-
-    def close(self) -> None:
-        return None
-
-
-def _split_tag(tag: str) -> tuple[bool, str]:
-    namespace, _, name = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
-    return namespace == GOOGLE_NS, name
-
-
-# Shopify
-
-_SHOPIFY_OPTIONS = {"color": "colour", "colour": "colour", "size": "size", "material": "material"}
-
-
-def shopify_csv_rows(path: Path) -> Rows:
-    """Variants of a Shopify product export. The rows of one product (one Handle, consecutive) are read
-    together: the first carries the product (Title, Vendor, Type, option names), later ones variants or
-    images only."""
-    records = _csv_records(path, ",")
-    names = [_attribute_name(cell) for cell in _header(path, records)]
-    if "handle" not in names:
-        raise FeedError(f"catalogue feed {path}: Shopify header lacks the Handle column")
-    product: list[tuple[int, dict[str, str] | RowError]] = []
-    first: dict[str, str] = {}
-    for line, record in records:
-        if isinstance(record, RowError):
-            product.append((line, record))
-            continue
-        cells = {name: cell.strip() for name, cell in zip(names, record, strict=False) if cell.strip()}
-        if len(record) > len(names):
-            product.append((line, RowError("more cells than header columns", cells.get("variant_sku"))))
-            continue
-        if not cells.get("handle"):
-            product.append((line, RowError("Handle is empty", cells.get("variant_sku"))))
-            continue
-        if cells["handle"] != first.get("handle") or len(product) >= MAX_PRODUCT_ROWS:
-            yield from _shopify_variants(product, first)
-            product = []
-            if cells["handle"] != first.get("handle"):
-                first = cells
-        product.append((line, cells))
-    yield from _shopify_variants(product, first)
-
-
-def _shopify_variants(
-    product: list[tuple[int, dict[str, str] | RowError]], first: dict[str, str]
-) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
-    images = _shopify_images([cells for _, cells in product if isinstance(cells, dict)])
-    index = 0
-    for line, cells in product:
-        if isinstance(cells, RowError):
-            yield line, cells
-        elif any(cells.get(name) for name in ("variant_sku", "variant_price", "option1_value")):
-            index += 1
-            yield line, _shopify_row(cells, first, images, index)
-
-
-def _shopify_images(rows: list[dict[str, str]]) -> list[str]:
-    def position(cells: dict[str, str]) -> int:
-        text = cells.get("image_position", "")
-        return int(text) if text.isdigit() else 1 << 30
-
-    ordered = sorted((cells for cells in rows if cells.get("image_src")), key=position)  # stable
-    return list(dict.fromkeys(cells["image_src"] for cells in ordered))
-
-
-def _shopify_row(
-    cells: dict[str, str], first: dict[str, str], images: list[str], index: int
-) -> dict[str, Any] | RowError:
-    def product(name: str) -> str:
-        return cells.get(name) or first.get(name, "")
-
-    item_id = cells.get("variant_sku") or f"{cells['handle']}-{index}"
-    image = cells.get("variant_image") or (images[0] if images else "")
-    attributes = {}
-    for number in (1, 2, 3):
-        group = _SHOPIFY_OPTIONS.get(product(f"option{number}_name").lower())
-        value = cells.get(f"option{number}_value", "")
-        if group and value:
-            attributes[group] = value
-    row: dict[str, Any] = {
-        "id": item_id,
-        "title": product("title"),
-        "image": image,
-        "category": category_from_paths([product("type"), product("product_category")]),
-        "brand": product("vendor"),
-        "price": cells.get("variant_price", ""),
-        "group_id": cells["handle"],
-        "extra_images": [link for link in images if link != image][:MAX_EXTRA_IMAGES],
-        "attributes": attributes,
-    }
-    quantity = cells.get("variant_inventory_qty", "")
-    if cells.get("variant_inventory_policy", "").lower() != "continue" and quantity:
-        try:
-            row["in_stock"] = int(quantity) > 0
-        except ValueError:
-            return RowError(f"Variant Inventory Qty must be a whole number, got {shown(quantity)}", item_id)
-    return {name: value for name, value in row.items() if value not in ("", None)}
-
-
-READERS: dict[str, Callable[[Path], Rows]] = {
-    "jsonl": jsonl_rows,
-    "csv": csv_rows,
-    "merchant-tsv": merchant_tsv_rows,
-    "merchant-csv": merchant_csv_rows,
-    "merchant-xml": merchant_xml_rows,
-    "shopify-csv": shopify_csv_rows,
-}

@@ -45,6 +45,12 @@ class Manifest:
     # so one build can be served by another Milvus; without one, Milvus Lite's data inside the build).
     vector_store: str = "faiss"
     collection: str = ""
+    # Vector-store rows: `count` main images, then the items' further images; 0 in older manifests (= count).
+    vectors: int = 0
+
+    @property
+    def vector_count(self) -> int:
+        return self.vectors or self.count
 
     def write(self, directory: Path) -> Manifest:
         """Seal the build in `directory`: record its data files' checksums (unless given) and write

@@ -1,4 +1,6 @@
-"""The SQLite item store: one row per vector-store row, written once per build, then opened read-only."""
+"""The SQLite item store, written once per build, then opened read-only: one `items` row per catalogue item
+at its main image's vector-store row (0..n-1), and one `image_rows` row per further image of an item
+(vector-store rows n.., each naming its item's row and the image's position: 1 = the first extra image)."""
 
 from __future__ import annotations
 
@@ -25,14 +27,25 @@ CREATE TABLE items (
     url TEXT NOT NULL,
     attributes TEXT NOT NULL,
     image TEXT NOT NULL,
-    extra_attributes TEXT NOT NULL DEFAULT '{}'
+    extra_attributes TEXT NOT NULL DEFAULT '{}',
+    group_id TEXT NOT NULL DEFAULT '',
+    extra_images TEXT NOT NULL DEFAULT '[]',
+    image_sha256s TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX items_category ON items(category);
+CREATE TABLE image_rows (
+    vector_row INTEGER PRIMARY KEY,
+    item_row INTEGER NOT NULL REFERENCES items(row),
+    position INTEGER NOT NULL CHECK (position >= 1)
+);
 """
 # Item fields kept as they are, in their column order; `row`, the JSON columns and `image` are converted.
 ITEM_FIELDS = ("item_id", "title", "category", "brand", "price", "currency", "in_stock", "url")
 _COLUMN_NAMES = ("row", *ITEM_FIELDS, "attributes", "image", "extra_attributes")
-_COLUMNS = ", ".join(_COLUMN_NAMES)
+# Columns added for variants and several images; a build written before them reads them as their defaults.
+_NEWER_COLUMNS = {"group_id": "''", "extra_images": "'[]'", "image_sha256s": "'[]'"}
+_ALL_COLUMNS = (*_COLUMN_NAMES, *_NEWER_COLUMNS)
+_COLUMNS = ", ".join(_ALL_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -50,31 +63,64 @@ class ItemRecord:
     in_stock: bool
     url: str
     attributes: dict[str, AttributeGuess] = field(default_factory=dict)
-    image: str = ""
+    image: str = ""  # the feed's image link, or the local path
     extra_attributes: dict[str, str] = field(default_factory=dict)  # feed attributes the taxonomy lacks
+    group_id: str = ""  # the product this variant belongs to ("" = a product of its own)
+    extra_images: tuple[str, ...] = ()  # further images, links or paths, in the feed's order
+    image_sha256s: tuple[str, ...] = ()  # SHA-256 of the bytes of `image`, then of each extra image
 
     @classmethod
     def of(
         cls, row: int, item: CatalogItem, attributes: dict[str, AttributeGuess], extra: dict[str, str]
     ) -> ItemRecord:
+        """The record of `item` (images as the feed named them: a link stays a link)."""
         shared = {name: getattr(item, name) for name in ITEM_FIELDS}
-        return cls(row=row, image=str(item.image), attributes=attributes, extra_attributes=extra, **shared)
+        return cls(
+            row=row,
+            image=item.image_url or str(item.image),
+            attributes=attributes,
+            extra_attributes=extra,
+            group_id=item.group_id,
+            extra_images=item.extra_images,
+            image_sha256s=item.image_sha256s,
+            **shared,
+        )
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """Every image of the item: the main one (position 0), then the extra ones."""
+        return (self.image, *self.extra_images)
 
     def _values(self) -> tuple:
         attributes = json.dumps({g: a.to_json() for g, a in self.attributes.items()}, sort_keys=True)
         shared = tuple(getattr(self, name) for name in ITEM_FIELDS)
-        return (self.row, *shared, attributes, self.image, json.dumps(self.extra_attributes, sort_keys=True))
+        extra = json.dumps(self.extra_attributes, sort_keys=True)
+        images = (json.dumps(list(self.extra_images)), json.dumps(list(self.image_sha256s)))
+        return (self.row, *shared, attributes, self.image, extra, self.group_id, *images)
 
 
-def write_metadata(path: Path, records: Iterable[ItemRecord]) -> int:
-    """Create the item table at `path` (which must not exist) and return the number of rows."""
+@dataclass(frozen=True)
+class ImageRow:
+    """A further image of an item: its vector-store row, its item's row, its position (1 = first extra)."""
+
+    vector_row: int
+    item_row: int
+    position: int
+
+
+def write_metadata(path: Path, records: Iterable[ItemRecord], image_rows: Iterable[ImageRow] = ()) -> int:
+    """Create the item tables at `path` (which must not exist) and return the number of items."""
     connection = sqlite3.connect(path)
     try:
         connection.executescript(_SCHEMA)
-        marks = ", ".join("?" * len(_COLUMN_NAMES))
+        marks = ", ".join("?" * len(_ALL_COLUMNS))
         with connection:
             connection.executemany(
                 f"INSERT INTO items ({_COLUMNS}) VALUES ({marks})", (record._values() for record in records)
+            )
+            connection.executemany(
+                "INSERT INTO image_rows (vector_row, item_row, position) VALUES (?, ?, ?)",
+                ((r.vector_row, r.item_row, r.position) for r in image_rows),
             )
         (count,) = connection.execute("SELECT COUNT(*) FROM items").fetchone()
     finally:
@@ -88,6 +134,21 @@ class MetadataReader:
     def __init__(self, path: Path) -> None:
         self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self._lock = threading.Lock()
+        self._columns = _COLUMNS
+        self._has_image_rows = True
+        try:
+            have = {info[1] for info in self._connection.execute("PRAGMA table_info(items)")}
+            tables = {name for (name,) in self._connection.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError:
+            return  # not a database: the first query says so, where the store names the file
+        if have and not set(_NEWER_COLUMNS) <= have:  # a build from before variants and several images
+            self._columns = ", ".join(
+                (
+                    *_COLUMN_NAMES,
+                    *(f"{_NEWER_COLUMNS[c]} AS {c}" if c not in have else c for c in _NEWER_COLUMNS),
+                )
+            )
+        self._has_image_rows = "image_rows" in tables
 
     def close(self) -> None:
         self._connection.close()
@@ -100,20 +161,32 @@ class MetadataReader:
     def by_item_id(self, item_id: str) -> ItemRecord | None:
         with self._lock:
             found = self._connection.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE item_id = ?", (item_id,)
+                f"SELECT {self._columns} FROM items WHERE item_id = ?", (item_id,)
             ).fetchone()
         return _record(found) if found else None
 
     def all_records(self) -> list[ItemRecord]:
         """Every item in row order (the store builds its filter columns from them once, at open)."""
         with self._lock:
-            found = self._connection.execute(f"SELECT {_COLUMNS} FROM items ORDER BY row").fetchall()
+            found = self._connection.execute(f"SELECT {self._columns} FROM items ORDER BY row").fetchall()
         return [_record(values) for values in found]
+
+    def image_rows(self) -> list[ImageRow]:
+        """The further images' vector rows, in vector-row order (none in a build from before them)."""
+        if not self._has_image_rows:
+            return []
+        with self._lock:
+            found = self._connection.execute(
+                "SELECT vector_row, item_row, position FROM image_rows ORDER BY vector_row"
+            ).fetchall()
+        return [ImageRow(*values) for values in found]
 
 
 def _record(values: tuple) -> ItemRecord:
-    found = dict(zip(_COLUMN_NAMES, values, strict=True))
+    found = dict(zip(_ALL_COLUMNS, values, strict=True))
     attributes = {g: AttributeGuess.from_json(a) for g, a in json.loads(found.pop("attributes")).items()}
     extra = json.loads(found.pop("extra_attributes"))
     found["in_stock"] = bool(found["in_stock"])
+    found["extra_images"] = tuple(json.loads(found["extra_images"]))
+    found["image_sha256s"] = tuple(json.loads(found["image_sha256s"]))
     return ItemRecord(attributes=attributes, extra_attributes=extra, **found)

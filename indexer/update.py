@@ -23,19 +23,16 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from indexer.build import (
-    BuildOptions,
-    Described,
-    check_catalogue,
-    describe_items,
-    staged_build,
-    write_and_publish,
-)
+from indexer.build import BuildOptions, Described, describe_items, staged_build, write_and_publish
 from indexer.feed import BadRow, CatalogItem
+from indexer.guards import check_catalogue
+from indexer.item_images import ExtraVectors, embed_extra_images, with_digests
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
-from indexer.metadata import ItemRecord, MetadataReader
+from indexer.metadata import ImageRow, ItemRecord, MetadataReader
 from indexer.publish import BuildError, build_lock
+from indexer.reuse import merged_vectors, reused_record, split_reusable
 from models.attributes.extractor import AttributeExtractor
+from models.attributes.taxonomy import load_taxonomy
 from models.embedding import Embedder
 from models.errors import ModelMismatchError
 
@@ -53,14 +50,16 @@ class UpdateReport:
     added: int = 0
     replaced: int = 0
     deleted: int = 0
+    embedded: int = 0  # image vectors computed (main and further images); 0 for a change of fields only
+    reused: int = 0  # replaced items that kept their vectors: the same image bytes, category and attributes
     missing_ids: list[str] = field(default_factory=list)  # delete ids the index did not have
     bad_rows: list[BadRow] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
         return (
-            f"{self.added} added, {self.replaced} replaced, {self.deleted} deleted, "
-            f"{len(self.bad_rows)} skipped, {self.count} items, {self.seconds:.1f} s"
+            f"{self.added} added, {self.replaced} replaced, {self.deleted} deleted, {self.embedded} images "
+            f"embedded, {len(self.bad_rows)} skipped, {self.count} items, {self.seconds:.1f} s"
         )
 
 
@@ -85,7 +84,10 @@ def update_index(
     bad-row share (`check_catalogue`; rows of an add whose id is already indexed do not count: re-running an
     add is harmless) before anything is embedded, and again with the unreadable images found while
     embedding. The removed-items share does not apply: add and upsert remove nothing, and a delete names
-    its ids."""
+    its ids.
+
+    An upserted item whose image bytes, category and feed attributes are those of the published build keeps
+    its vectors and predicted attributes (`indexer.reuse`): only its fields change, nothing is embedded."""
     started = time.perf_counter()
     with build_lock(out_dir):
         current = _published_build(out_dir)
@@ -93,7 +95,7 @@ def update_index(
         manifest.verify(current)
         if embedder is not None:
             _check_model(out_dir, manifest, embedder)
-        records, vectors = _read_build(current, manifest)
+        records, vectors, old_images = _read_build(current, manifest)
         known = {record.item_id: record.row for record in records}
 
         bad = list(bad_rows)
@@ -121,6 +123,9 @@ def update_index(
         embed_bad: list[BadRow] = []
         described: list[Described] = []
         new_vectors = np.zeros((0, manifest.dimension), np.float32)
+        new_images = ExtraVectors(new_vectors, [])
+        by_id = {record.item_id: record for record in records}
+        reused, incoming = split_reusable(incoming, by_id, load_taxonomy())
         if incoming:
             if embedder is None or extractor is None:
                 if load_models is None:
@@ -128,19 +133,25 @@ def update_index(
                 embedder, extractor = load_models()
                 _check_model(out_dir, manifest, embedder)
             described, new_vectors, embed_bad = describe_items(incoming, embedder, extractor, options)
+            described = [(with_digests(item), given, extra) for item, given, extra in described]
+            new_images = embed_extra_images([entry[0] for entry in described], embedder, options, 0)
         if options.strict and embed_bad:
             raise BuildError(_strict_reason(embed_bad, []))
-        check_catalogue(change, rows_given, bad + embed_bad, len(described) + len(known_rows), None, options)
+        kept_count = len(described) + len(reused) + len(known_rows)
+        check_catalogue(change, rows_given, bad + embed_bad, kept_count, None, options)
         bad.extend(embed_bad)
         bad.extend(known_rows)
         replacing = {entry[0].item_id for entry in described if entry[0].item_id in known}
+        replacing |= {record.item_id for record, _ in reused}
         removed = (set(wanted_deletes) - set(missing)) | replacing
         report = UpdateReport(
             build_dir=current,
             changed=bool(described or removed),
             count=manifest.count,
-            added=len(described) - len(replacing),
+            added=len(described) + len(reused) - len(replacing),
             replaced=len(replacing),
+            embedded=len(described) + len(new_images.rows),
+            reused=len(reused),
             deleted=len(set(wanted_deletes) - set(missing) - replacing),
             missing_ids=missing,
             bad_rows=sorted(bad, key=lambda row: row.line),
@@ -149,11 +160,13 @@ def update_index(
             report.seconds = round(time.perf_counter() - started, 3)
             return report
         kept = [record for record in records if record.item_id not in removed]
-        if not kept and not described:
+        if not kept and not described and not reused:
             raise BuildError(f"the change would leave {out_dir} empty; an index needs at least one item")
         rows = [dataclasses.replace(record, row=row) for row, record in enumerate(kept)]
+        rows += [reused_record(len(rows) + offset, *pair) for offset, pair in enumerate(reused)]
         rows += [ItemRecord.of(len(rows) + offset, *entry) for offset, entry in enumerate(described)]
-        merged = np.concatenate([vectors[[record.row for record in kept]], new_vectors]).astype(np.float32)
+        old = kept + [record for record, _ in reused]
+        merged, image_rows = merged_vectors(old, vectors, old_images, new_vectors, new_images)
         with staged_build(out_dir, manifest.vector_store, options.milvus_uri) as staging:
             changed = dataclasses.replace(
                 manifest,
@@ -163,7 +176,7 @@ def update_index(
                 checksums={},
             )
             sealed, report.build_dir = write_and_publish(
-                staging, out_dir, merged, rows, changed, started, options
+                staging, out_dir, merged, rows, changed, started, options, image_rows
             )
     report.count = sealed.count
     report.seconds = round(time.perf_counter() - started, 3)
@@ -185,15 +198,16 @@ def _published_build(out_dir: Path) -> Path:
     return out_dir.resolve()
 
 
-def _read_build(build: Path, manifest: Manifest) -> tuple[list[ItemRecord], np.ndarray]:
-    """The published build's items and raw vectors; IndexCorruptError (the same refusal as a reload) when
-    either is missing or unreadable."""
+def _read_build(build: Path, manifest: Manifest) -> tuple[list[ItemRecord], np.ndarray, list[ImageRow]]:
+    """The published build's items, raw vectors (all rows) and further images' rows; IndexCorruptError (the
+    same refusal as a reload) when any is missing or unreadable."""
     if not (build / METADATA_NAME).is_file():
         raise IndexCorruptError(f"{build / METADATA_NAME} is missing: the published index is incomplete")
     try:
         reader = MetadataReader(build / METADATA_NAME)
         try:
             records = reader.all_records()
+            images = reader.image_rows()
         finally:
             reader.close()
     except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: a row's JSON columns
@@ -212,11 +226,12 @@ def _read_build(build: Path, manifest: Manifest) -> tuple[list[ItemRecord], np.n
                 "vectors back; rebuild it once with `index build`"
             )
         vectors = index.reconstruct_n(0, index.ntotal)
-    if vectors.shape != (len(records), manifest.dimension) or vectors.dtype != np.float32:
+    if vectors.shape != (len(records) + len(images), manifest.dimension) or vectors.dtype != np.float32:
         raise IndexCorruptError(
-            f"{build}: {len(records)} items but vectors {vectors.dtype} {vectors.shape}; rebuild the index"
+            f"{build}: {len(records)} items and {len(images)} further images but vectors {vectors.dtype} "
+            f"{vectors.shape}; rebuild the index"
         )
-    return records, vectors
+    return records, vectors, images
 
 
 def _strict_reason(bad: list[BadRow], missing: list[str]) -> str:

@@ -145,12 +145,14 @@ def search_request(
     attribute_weight: float | None,
     region: str | None = None,
     min_score: float | None = None,
+    collapse_variants: bool | None = None,
 ) -> SearchRequest:
     """The searcher's request from string options (the multipart form, the CLI): the JSON-valued ones are
     parsed within bounds, then built as the JSON body's are; InvalidRequestError / FilterError (422)."""
     options = SearchOptions.model_construct(
         top_k=top_k,
         min_score=min_score,
+        collapse_variants=collapse_variants,
         category=category,
         text=text,
         filters=parse_json_field("filters", filters, FiltersIn),
@@ -199,6 +201,7 @@ def search_options(settings: Settings, taxonomy: Taxonomy, options: SearchOption
         ranking=ranking,
         region=None if options.region is None else checked_region(options.region),
         min_score=options.min_score,
+        collapse_variants=options.collapse_variants is not False,
     )
 
 

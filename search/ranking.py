@@ -18,7 +18,7 @@ a detected top) is a mismatch on it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -127,12 +127,16 @@ class RankedItem:
     profile_boost: float
     matched: list[Agreement]
     mismatched: list[Agreement]
+    image: int = 0  # which image of the item matched: 0 = the main one, 1.. = item.extra_images
+    variants: tuple[ItemRecord, ...] = ()  # its product group's items, when results are collapsed
 
 
 @dataclass(frozen=True)
 class Candidate:
     item: ItemRecord
     visual_score: float
+    image: int = 0  # which image of the item matched (see `indexer.store.Hit.image`)
+    variants: tuple[ItemRecord, ...] = ()  # set by `RankedPool.collapsed`
 
 
 def rank(
@@ -189,6 +193,24 @@ class RankedPool:
     @property
     def best_score(self) -> float | None:
         return self.scores[0] if self.scores else None
+
+    def collapsed(self, variants: Callable[[str], Sequence[ItemRecord]]) -> RankedPool:
+        """One candidate per product group (`ItemRecord.group_id`): its best-ranked variant, which carries
+        the group's items (`variants(group_id)`); items without a group are left as they are. Filters were
+        applied per variant before, so the variant kept is one that passed them."""
+        seen: set[str] = set()
+        kept: list[tuple[Candidate, float]] = []
+        for candidate, score in zip(self.candidates, self.scores, strict=True):
+            group = candidate.item.group_id
+            if group:
+                if group in seen:
+                    continue
+                seen.add(group)
+                candidate = dataclasses.replace(candidate, variants=tuple(variants(group)))
+            kept.append((candidate, score))
+        return dataclasses.replace(
+            self, candidates=tuple(c for c, _ in kept), scores=tuple(s for _, s in kept)
+        )
 
     def at_least(self, min_score: float | None) -> RankedPool:
         """The pool without the candidates scoring under `min_score` (a prefix: the order is by score)."""
@@ -276,6 +298,8 @@ def _score(
         profile_boost=round(boost, 6),
         matched=matched,
         mismatched=mismatched,
+        image=candidate.image,
+        variants=candidate.variants,
     )
 
 

@@ -76,6 +76,11 @@ class SearchOptions(StrictModel):
 
     top_k: int | None = Field(None, ge=1, description="matches per garment (at most FASHION_MAX_TOP_K)")
     min_score: float | None = Field(None, ge=-1, le=2, description="drop matches scoring under this")
+    collapse_variants: bool | None = Field(
+        None,
+        description="one match per product group (the feed's item_group_id), at its best variant, listing "
+        "the group's variants (default true); false: every variant is a match of its own",
+    )
     category: str | None = Field(None, description="only match this catalogue category")
     filters: FiltersIn | None = None
     text: str | None = Field(None, description='a refinement, e.g. "in red, not striped"')

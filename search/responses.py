@@ -70,7 +70,27 @@ class ItemFields(StrictModel):
         }
 
 
+class VariantOut(StrictModel):
+    item_id: str
+    colour: str | None = Field(description="the variant's colour attribute, when it has one")
+    size: str | None = Field(description="the variant's size as the feed gives it")
+    in_stock: bool
+    price: float | None
+
+
 class Match(ItemFields):
+    group_id: str | None = Field(None, description="the product group (the feed's item_group_id), if any")
+    variants: list[VariantOut] = Field(
+        default_factory=list,
+        description="every item of the match's product group (colours, sizes), when results are collapsed "
+        "(collapse_variants, the default); the match itself is the best-matching variant among them",
+    )
+    matched_image: int = Field(
+        0, description="which of the item's images matched best: 0 = the main image, 1.. = its further images"
+    )
+    matched_image_link: str | None = Field(
+        None, description="the feed's link or path of the image that matched best (null: the main image)"
+    )
     image_url: str | None = Field(
         None,
         description="the item's image: the feed's image link when it has one, else this service's "
@@ -159,9 +179,28 @@ def _agreements(found: list[Agreement]) -> list[AgreementOut]:
     ]
 
 
+def variant_out(record: ItemRecord) -> VariantOut:
+    colour = record.attributes.get("colour")
+    size = record.extra_attributes.get("size") or (
+        record.attributes["size"].value if "size" in record.attributes else None
+    )
+    return VariantOut(
+        item_id=record.item_id,
+        colour=colour.value if colour is not None else None,
+        size=size,
+        in_stock=record.in_stock,
+        price=record.price,
+    )
+
+
 def match_out(ranked: RankedItem, images_served: bool = False) -> Match:
+    images = ranked.item.images
     return Match(
         **ItemFields.fields_of(ranked.item),
+        group_id=ranked.item.group_id or None,
+        variants=[variant_out(record) for record in ranked.variants],
+        matched_image=ranked.image,
+        matched_image_link=images[ranked.image] if 0 < ranked.image < len(images) else None,
         image_url=image_url(ranked.item, images_served),
         score=ranked.score,
         visual_score=ranked.visual_score,

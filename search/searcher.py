@@ -42,6 +42,7 @@ class SearchRequest:
     ranking: RankingConfig | None = None  # None: the searcher's configured ranking
     region: Region | None = None  # search this box as one garment instead of detecting garments
     min_score: float | None = None  # matches scoring under this are dropped
+    collapse_variants: bool = True  # one match per product group (item_group_id), at its best variant
     deadline: float | None = None  # time.monotonic() after which the search gives up between stages
 
 
@@ -148,7 +149,12 @@ class OutfitSearcher:
             filters = dataclasses.replace(request.filters, categories=categories)
             pool = max(self.pool_size, request.top_k) + 1
             hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters))[0]
-            found = [Candidate(hit.item, hit.score) for hit in hits if hit.item.item_id != record.item_id]
+            found = [
+                Candidate(hit.item, hit.score, hit.image)
+                for hit in hits
+                if hit.item.item_id != record.item_id
+                and (not record.group_id or hit.item.group_id != record.group_id)
+            ]  # never the item itself, nor (more like this) its own colours and sizes
         with stages.timed("rank", check=False):
             values = dict(record.attributes)
             values.setdefault(CATEGORY_GROUP, AttributeGuess(record.category, 1.0, "feed"))
@@ -169,6 +175,8 @@ class OutfitSearcher:
         request: SearchRequest,
     ) -> GarmentMatches:
         ranked = RankedPool.of(found, values, config, refinement, request.profile)
+        if request.collapse_variants:
+            ranked = ranked.collapsed(self.store.variants)
         pool = ranked.at_least(request.min_score)
         return GarmentMatches(
             garment, attributes, refinement, pool.page(0, request.top_k), pool, ranked.best_score
@@ -188,7 +196,7 @@ class OutfitSearcher:
         filters = dataclasses.replace(request.filters, categories=wanted) if wanted else request.filters
         pool = max(self.pool_size, request.top_k)
         hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters))[0]
-        return [Candidate(hit.item, hit.score) for hit in hits]
+        return [Candidate(hit.item, hit.score, hit.image) for hit in hits]
 
     def _wanted(self, garment: Garment, request: SearchRequest) -> bool:
         """False for a garment that a category filter rules out (a shoe when the shopper asked for bags)."""

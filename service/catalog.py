@@ -33,7 +33,9 @@ def change_catalogue(
         settings.index_dir,
         searcher.embedder,
         searcher.extractor,
-        build_options(settings, progress=False),
+        # The caller names each row and gets each bad one back in `skipped`: the bad-row share that refuses a
+        # broken feed does not apply to a hand-made change.
+        build_options(settings, progress=False, max_bad_ratio=1.0),
         items,
         mode,
         delete_ids or [],

@@ -41,6 +41,10 @@ SEARCH_FORM = {
         },
         "top_k": {"type": "integer", "minimum": 1, "description": "matches per garment"},
         "min_score": {"type": "number", "description": "drop matches scoring under this"},
+        "collapse_variants": {
+            "type": "boolean",
+            "description": "one match per product group (item_group_id), listing its variants (default true)",
+        },
         "category": {"type": "string", "description": "only match this catalogue category"},
         "text": {"type": "string", "description": 'a refinement, e.g. "in red, not striped"'},
         "filters": _json_text("filters", "object", '{"price_max": 80, "attributes": {"colour": "red"}}'),

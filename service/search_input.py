@@ -26,7 +26,7 @@ from search.settings import Settings
 
 FORM_FIELDS = (
     "image", "top_k", "min_score", "category", "text", "filters", "weights", "attribute_weight", "profile",
-    "session_id", "region",
+    "session_id", "region", "collapse_variants",
 )  # fmt: skip
 JSON_MEDIA_TYPE = "application/json"
 
@@ -56,7 +56,7 @@ class SearchInput:
             settings, taxonomy, k, form.get("category") or None,
             form.get("text"), form.get("filters"), form.get("weights"), form.get("profile"),
             _number("attribute_weight", form.get("attribute_weight"), float), form.get("region"),
-            _number("min_score", form.get("min_score"), float),
+            _number("min_score", form.get("min_score"), float), _flag("collapse_variants", form),
         )  # fmt: skip
 
 
@@ -177,6 +177,17 @@ def _number(name: str, raw: str | None, kind: type[int] | type[float]) -> Any:
     if kind is float and value != value:  # NaN
         raise InvalidRequestError(f"{name} must be a number, got {shown(raw)}")
     return value
+
+
+def _flag(name: str, form: dict[str, str]) -> bool | None:
+    raw = (form.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise InvalidRequestError(f"{name} must be true or false, got {shown(form[name])}")
 
 
 def _with_body_prefix(errors: list[Any]) -> list[Any]:

@@ -99,7 +99,10 @@ def jpeg_bytes(image: Image.Image, **options: object) -> bytes:
 
 
 def index_feed(feed: Path, out: Path, embedder: Any, **options: Any) -> BuildReport:
-    """`index build` as the CLI runs it (the extractor made for this embedder), quietly."""
+    """`index build` as the CLI runs it (the extractor made for this embedder), quietly. The catalogue guards
+    are off unless `force=False` is given: tests rebuild onto an index with other feeds on purpose, and the
+    guards have tests of their own (tests/indexer/test_catalogue_guards.py)."""
+    options = {"force": True, **options}
     return build_index(
         feed, out, embedder, BuildOptions(progress=False, **options), create_extractor(embedder)
     )

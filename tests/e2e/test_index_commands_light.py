@@ -49,8 +49,8 @@ def test_a_broken_feed_never_empties_a_live_index(tmp_path: Path, env: dict[str,
     assert "line 6 (id 'bad-0'): missing required field(s)" in error[0]
     assert info(index, env)["count"] == 20
 
-    short = cli("index", "build", "--catalog", str(write_catalog(tmp_path / "short", 14)), "--out", str(index),
-                "--no-progress", env=env)  # fmt: skip
+    short_feed = str(write_catalog(tmp_path / "short", 14))
+    short = cli("index", "build", "--catalog", short_feed, "--out", str(index), "--no-progress", env=env)
     assert short.returncode == 1 and "6 (30%) fewer than the 20 published" in short.stderr
     assert info(index, env)["count"] == 20
 

@@ -17,7 +17,8 @@ from models.attributes.extractor import create_extractor
 from models.embedder import Embedder
 from tests.helpers import garment_image, write_catalog
 
-QUIET = BuildOptions(progress=False, batch_size=16)
+# Feeds here hold bad rows on purpose; the bad-row guard is tested in test_catalogue_guards.py.
+QUIET = BuildOptions(progress=False, batch_size=16, max_bad_ratio=1.0)
 
 
 class FailingEmbedder:

@@ -33,7 +33,8 @@ from tests.helpers import garment_image, register_tiny_configs, write_catalog
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-QUIET = BuildOptions(progress=False, batch_size=16)
+# Feeds here hold bad rows on purpose; the bad-row guard is tested in test_catalogue_guards.py.
+QUIET = BuildOptions(progress=False, batch_size=16, max_bad_ratio=1.0)
 MARKER_SIZE = (33, 33)  # an image of this size makes InstrumentedEmbedder fail
 
 

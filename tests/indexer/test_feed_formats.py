@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.feed import FEED_FORMATS, IMAGE_NOT_DOWNLOADED, FeedError, read_feed
-from indexer.feed_formats import MAX_LINE_CHARS, READERS, category_from_paths, detect_format
+from indexer.feed import FEED_FORMATS, IMAGE_NOT_DOWNLOADED, READERS, FeedError, read_feed
+from indexer.feed_formats import MAX_LINE_CHARS, category_from_paths, detect_format
 from tests.helpers import write_catalog
 
 CDN = "https://cdn.shop.example/img"
