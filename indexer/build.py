@@ -22,6 +22,7 @@ from indexer.feed import BadRow, CatalogItem, Feed, read_feed
 from indexer.guards import (  # noqa: F401  (the guards: public here too)
     CatalogueGuardError,
     bad_sample,
+    category_counts,
     check_catalogue,
     check_feed,
     published_count,
@@ -73,6 +74,8 @@ class BuildReport:
     manifest: Manifest
     bad_rows: list[BadRow] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)  # feed, embed, write (incl. publish), total
+    unknown_categories: dict[str, int] = field(default_factory=dict)  # outside the taxonomy: items each
+    renamed_categories: dict[str, int] = field(default_factory=dict)  # feed category -> named by the model
 
     @property
     def items_per_s(self) -> float:
@@ -112,6 +115,11 @@ def build_index(
             _fail_if_strict(options, batch_bad)
             # Unreadable images are only found while embedding: the same guards, before anything is written.
             check_feed(feed, batch_bad, len(described), published_count(out_dir), options)
+            unknown, renamed = category_counts(
+                ((item.category, extra.get("feed_category")) for item, _, extra in described),
+                extractor.taxonomy.categories,
+                options.strict,
+            )
             described = [(with_digests(item), given, extra) for item, given, extra in described]
             extra = embed_extra_images([entry[0] for entry in described], embedder, options, len(described))
             vectors = np.concatenate([vectors, extra.vectors])
@@ -155,6 +163,8 @@ def build_index(
         manifest=manifest,
         bad_rows=bad,
         timings_s={name: round(seconds, 3) for name, seconds in timings.items()},
+        unknown_categories=unknown,
+        renamed_categories=renamed,
     )
 
 

@@ -5,7 +5,8 @@ catalogue."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -99,3 +100,32 @@ def bad_sample(bad: Sequence[BadRow], shown: int = 3) -> str:
 def _unchanged(published: int | None) -> str:
     kept = "" if published is None else f"; the published build ({published} items) keeps serving"
     return f"nothing was published{kept}"
+
+
+def category_counts(
+    categories: Iterable[tuple[str, str | None]], known: Iterable[str], strict: bool
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(items per category outside the taxonomy, items per feed category the category head renamed) from
+    (category kept, feed category it replaced or None) pairs. Items of an unknown category can never match a
+    garment: logged as a warning with counts, a BuildError under `strict`."""
+    taxonomy = set(known)
+    unknown: Counter[str] = Counter()
+    renamed: Counter[str] = Counter()
+    for category, feed_category in categories:
+        if category not in taxonomy:
+            unknown[category] += 1
+        if feed_category is not None:
+            renamed[feed_category] += 1
+    if unknown:
+        listed = ", ".join(f"{name!r} ({count})" for name, count in unknown.most_common(5))
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        message = (
+            f"{sum(unknown.values())} item(s) have a category outside the taxonomy, which no garment can "
+            f"match: {listed}{more}; name them with the taxonomy's categories or synonyms in the feed"
+        )
+        if strict:
+            raise BuildError(f"--strict: {message}; nothing was published")
+        log.warning("%s", message)
+    if renamed:
+        log.info("categories named by the category head: %s", dict(renamed.most_common(10)))
+    return dict(unknown.most_common()), dict(renamed.most_common())

@@ -16,6 +16,7 @@ from indexer.feed import read_feed
 from indexer.filters import SearchFilters
 from indexer.manifest import Manifest
 from indexer.metadata import MetadataReader
+from indexer.publish import BuildError
 from indexer.store import IndexStore
 from indexer.update import update_index
 from models.attributes.extractor import create_extractor
@@ -189,3 +190,22 @@ def test_an_item_database_from_before_variants_and_further_images_still_reads(tm
 def test_a_build_written_before_the_vectors_field_counts_one_row_per_item(built_index: Path) -> None:
     manifest = Manifest.read(built_index.resolve())
     assert manifest.vector_count == manifest.count == 40
+
+
+def test_categories_outside_the_taxonomy_are_counted_and_refused_under_strict(
+    tmp_path: Path, tiny_embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [
+        _row("a", 0),
+        _row("b", 1, category="long sleeve thing"),
+        _row("c", 2, category="long sleeve thing"),
+    ]
+    feed = _feed(tmp_path, rows)
+    extractor = create_extractor(tiny_embedder)
+    report = build_index(feed, tmp_path / "index", tiny_embedder, QUIET, extractor)
+    assert report.unknown_categories == {"long sleeve thing": 2}
+    assert "2 item(s) have a category outside the taxonomy" in caplog.text
+    strict = BuildOptions(progress=False, strict=True)
+    with pytest.raises(BuildError, match="--strict: 2 item.*'long sleeve thing' \\(2\\)"):
+        build_index(feed, tmp_path / "index", tiny_embedder, strict, extractor)
+    assert Manifest.read((tmp_path / "index").resolve()).count == 3  # the first build serves on
