@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -37,6 +37,7 @@ class ExtraVectors:
 
     vectors: np.ndarray
     rows: list[ImageRow]
+    embedded: int = 0  # how many of them were computed (the others came from `known`)
 
 
 def file_sha256(path: Path) -> str:
@@ -60,10 +61,16 @@ def with_digests(item: CatalogItem) -> CatalogItem:
 
 
 def embed_extra_images(
-    items: Sequence[CatalogItem], embedder: Embedder, options: ImageOptions, first_row: int
+    items: Sequence[CatalogItem],
+    embedder: Embedder,
+    options: ImageOptions,
+    first_row: int,
+    known: Mapping[str, np.ndarray] | None = None,
 ) -> ExtraVectors:
-    """Embed the extra files of `items` (item row = position in `items`), in batches. A further image that
-    cannot be read or decoded is left out with a warning: the item is still found by its other images."""
+    """Embed the extra files of `items` (item row = position in `items`), in batches; an image whose bytes
+    (`item.image_sha256s`) are in `known` (SHA-256 -> vector of the same model) takes that vector instead.
+    A further image that cannot be read or decoded is left out with a warning: the item is still found by
+    its other images."""
     wanted = [
         (item_row, position, path)
         for item_row, item in enumerate(items)
@@ -71,14 +78,23 @@ def embed_extra_images(
     ]
     chunks: list[np.ndarray] = []
     rows: list[ImageRow] = []
+    embedded = 0
     for start in range(0, len(wanted), options.batch_size):
-        batch, images = [], []
+        batch, images, cached = [], [], []
         for item_row, position, path in wanted[start : start + options.batch_size]:
+            digests = items[item_row].image_sha256s
+            digest = digests[position] if position < len(digests) else ""
+            if known and digest in known:
+                cached.append((item_row, position, known[digest]))
+                continue
             try:
                 images.append(decode_image(path.read_bytes(), options.max_image_pixels))
                 batch.append((item_row, position))
             except (OSError, FashionSearchError) as exc:
                 log.warning("extra image %s of %s left out: %s", path, items[item_row].item_id, exc)
+        for item_row, position, vector in cached:
+            rows.append(ImageRow(first_row + len(rows), item_row, position))
+            chunks.append(vector[None, :].astype(np.float32))
         if not images:
             continue
         vectors = embedder.embed_images(images)
@@ -90,5 +106,6 @@ def embed_extra_images(
         for item_row, position in batch:
             rows.append(ImageRow(first_row + len(rows), item_row, position))
         chunks.append(vectors)
+        embedded += len(images)
     matrix = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dimension), np.float32)
-    return ExtraVectors(matrix.astype(np.float32, copy=False), rows)
+    return ExtraVectors(matrix.astype(np.float32, copy=False), rows, embedded)

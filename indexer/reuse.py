@@ -53,6 +53,22 @@ def split_reusable(
     return reused, embed
 
 
+def known_vectors(
+    records: Sequence[ItemRecord], vectors: np.ndarray, images: Sequence[ImageRow]
+) -> dict[str, np.ndarray]:
+    """SHA-256 of an image's bytes -> its vector in the published build (the main images and the further
+    ones), for further images that a change would otherwise embed again."""
+    rows = {(record.row, 0): record.row for record in records}
+    rows |= {(image.item_row, image.position): image.vector_row for image in images}
+    known: dict[str, np.ndarray] = {}
+    for record in records:
+        for position, digest in enumerate(record.image_sha256s):
+            row = rows.get((record.row, position))
+            if digest and row is not None:
+                known.setdefault(digest, vectors[row])
+    return known
+
+
 def reused_record(row: int, record: ItemRecord, item: CatalogItem) -> ItemRecord:
     """The new fields of `item` with what `record` computed from its images (attributes, category)."""
     fresh = ItemRecord.of(row, item, record.attributes, record.extra_attributes)

@@ -30,7 +30,7 @@ from indexer.item_images import ExtraVectors, embed_extra_images, with_digests
 from indexer.manifest import METADATA_NAME, RAW_VECTORS_NAME, VECTORS_NAME, IndexCorruptError, Manifest
 from indexer.metadata import ImageRow, ItemRecord, MetadataReader
 from indexer.publish import BuildError, build_lock
-from indexer.reuse import merged_vectors, reused_record, split_reusable
+from indexer.reuse import known_vectors, merged_vectors, reused_record, split_reusable
 from models.attributes.extractor import AttributeExtractor
 from models.attributes.taxonomy import load_taxonomy
 from models.embedding import Embedder
@@ -134,7 +134,9 @@ def update_index(
                 _check_model(out_dir, manifest, embedder)
             described, new_vectors, embed_bad = describe_items(incoming, embedder, extractor, options)
             described = [(with_digests(item), given, extra) for item, given, extra in described]
-            new_images = embed_extra_images([entry[0] for entry in described], embedder, options, 0)
+            new_items = [entry[0] for entry in described]
+            known_images = known_vectors(records, vectors, old_images)
+            new_images = embed_extra_images(new_items, embedder, options, 0, known_images)
         if options.strict and embed_bad:
             raise BuildError(_strict_reason(embed_bad, []))
         kept_count = len(described) + len(reused) + len(known_rows)
@@ -150,7 +152,7 @@ def update_index(
             count=manifest.count,
             added=len(described) + len(reused) - len(replacing),
             replaced=len(replacing),
-            embedded=len(described) + len(new_images.rows),
+            embedded=len(described) + new_images.embedded,
             reused=len(reused),
             deleted=len(set(wanted_deletes) - set(missing) - replacing),
             missing_ids=missing,

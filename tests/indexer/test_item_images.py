@@ -122,12 +122,20 @@ def test_changes_keep_further_images_and_a_change_of_fields_embeds_nothing(
     finally:
         store.close()
 
-    # A new image behind the same id is embedded (its main image and its one further image).
-    swapped = [_row("c", 3, extra=(4,))]
+    # A new main image is embedded, and so is a further image with new bytes; one whose bytes the build
+    # already holds (look-6, b's) takes its vector from there.
+    swapped = [_row("c", 3, extra=(6, 4))]
     report = update_index(
         out, tiny_embedder, extractor, QUIET, read_feed(_feed(tmp_path / "swap", swapped)).items, "upsert"
     )
     assert (report.replaced, report.reused, report.embedded) == (1, 0, 2)
+    store = IndexStore.open(out)
+    try:
+        hit = store.search(_vector(tiny_embedder, tmp_path, 6), 2)[0]
+        assert {(h.item.item_id, h.image) for h in hit} == {("b", 1), ("c", 1)}
+        assert all(h.score == pytest.approx(1.0, abs=1e-4) for h in hit)
+    finally:
+        store.close()
 
 
 def test_variants_collapse_into_one_match_listing_the_group(tmp_path: Path, tiny_embedder: Embedder) -> None:
