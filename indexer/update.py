@@ -126,6 +126,10 @@ def update_index(
         new_images = ExtraVectors(new_vectors, [])
         by_id = {record.item_id: record for record in records}
         reused, incoming = split_reusable(incoming, by_id, load_taxonomy())
+        # An upserted row identical to its published item changes nothing (re-running a feed is harmless).
+        reused = [
+            (record, item) for record, item in reused if reused_record(record.row, record, item) != record
+        ]
         if incoming:
             if embedder is None or extractor is None:
                 if load_models is None:

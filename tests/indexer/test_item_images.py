@@ -106,6 +106,9 @@ def test_changes_keep_further_images_and_a_change_of_fields_embeds_nothing(
     extractor = create_extractor(tiny_embedder)
     build_index(feed, out, tiny_embedder, QUIET, extractor)
 
+    again = update_index(out, None, None, QUIET, read_feed(feed).items, "upsert")
+    assert not again.changed and again.build_dir == out.resolve() and again.embedded == 0
+
     retitled = [_row("b", 1, extra=(6, 7), title="b, now on sale", price=9.5)]
     changed = _feed(tmp_path / "changed", retitled)
     shutil.copytree(tmp_path / "images", tmp_path / "changed" / "images", dirs_exist_ok=True)
