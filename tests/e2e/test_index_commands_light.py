@@ -39,7 +39,8 @@ def test_a_broken_feed_never_empties_a_live_index(tmp_path: Path, env: dict[str,
                 "--no-progress", "--json", env=env)  # fmt: skip
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
-    assert summary["count"] == 20 and summary["skipped"] == [] and summary["timings_s"]["total"] > 0
+    assert summary["count"] == summary["vectors"] == 20 and summary["skipped"] == []
+    assert summary["unknown_categories"] == {} and summary["timings_s"]["total"] > 0
 
     broken = mostly_bad_feed(tmp_path / "broken")
     refused = cli("index", "build", "--catalog", str(broken), "--out", str(index), "--no-progress", env=env)
