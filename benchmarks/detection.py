@@ -1,6 +1,6 @@
 """Garment detection on the held-out CCP photos: parser v2's post-processing against v3's, step by step.
 
-    python -m benchmarks.detection --data ../shared/data [--limit N] [--threads 1] [--min-score 0.45]
+    python -m benchmarks.detection --data ../shared/data [--limit N] [--threads 1] [--min-score 0.5]
                                    [--out benchmarks/results/detection.json]
 
 The yardstick is the detection section of benchmarks/quality.py, imported, not copied: ground truth =
@@ -57,7 +57,7 @@ from models.parser.detector import ParserDetector
 from models.parser.instances import Instance, extract_instances, label_components
 from models.parser.outfit import OutfitRules, outfit_instances
 from models.parser.taxonomy import CLASS_INDEX, GARMENT_CLASSES, PARSER_CLASSES, load_label_lookup
-from models.spec import SHIPPED_PARSER
+from models.spec import SHIPPED_PARSER, SHIPPED_PARSER_MIN_SCORE
 
 log = logging.getLogger(__name__)
 GARMENT_INDICES = tuple(CLASS_INDEX[name] for name in GARMENT_CLASSES)
@@ -301,7 +301,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argument_parser(__doc__, "benchmarks/results/detection.json")
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder (holds ccp/)")
-    parser.add_argument("--min-score", type=float, default=0.45, help="the service's detector_min_score")
+    parser.add_argument(
+        "--min-score", type=float, default=SHIPPED_PARSER_MIN_SCORE, help="the service's detector_min_score"
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N held-out photos (smoke runs)")
     parser.add_argument("--repeats", type=int, default=3, help="detect stages timed per photo and path (min)")
     args = parser.parse_args()

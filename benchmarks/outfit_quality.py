@@ -8,7 +8,8 @@ coarse category (COARSE_CATEGORY), embedded by the shipped FashionNet. Both pipe
 Queries: the 90 held-out CCP photos (models.parser.data.heldout_ids). A photo's truth is the set of garment
 classes in its ground-truth mask (extract_instances, as benchmarks/parser_eval.py), restricted to the
 categories the catalogue sells; bag, scarf, belt and eyewear have no catalogue counterpart and are left out.
-- ours: the garment parser (min score 0.45, the service default; full frame when it finds nothing), one
+- ours: the garment parser (min score SHIPPED_PARSER_MIN_SCORE, the service default; full frame when it
+  finds nothing), one
   crop per garment embedded in one batch, each searched within the catalogue categories compatible with its
   detected category (models/attributes/taxonomy.json, as search.searcher.OutfitSearcher), top 10 each. A
   garment the catalogue does not sell (a bag) gets no list. The attribute re-ranking is not applied.
@@ -42,11 +43,11 @@ from models.images import crop_box
 from models.parser.data import heldout_ids, photo_path, read_class_mask
 from models.parser.instances import extract_instances
 from models.parser.taxonomy import CLASS_INDEX, GARMENT_CLASSES, PARSER_CLASSES, load_label_lookup
-from models.spec import SHIPPED_EMBEDDER, SHIPPED_PARSER
+from models.spec import SHIPPED_EMBEDDER, SHIPPED_PARSER, SHIPPED_PARSER_MIN_SCORE
 
 REPO = Path(__file__).resolve().parents[1]
 TOP_K = 10
-MIN_SCORE = 0.45  # service default (FASHION_DETECTOR_MIN_SCORE)
+MIN_SCORE = SHIPPED_PARSER_MIN_SCORE  # service default (FASHION_DETECTOR_MIN_SCORE)
 PIPELINES = ("ours", "naive")
 
 

@@ -1,7 +1,7 @@
 """Parser models against each other on the held-out CCP photos: the same yardstick, post-processing and run.
 
     python -m benchmarks.parser_models --data ../shared/data --candidate var/garment-parser-v3.safetensors \
-        [--candidate-flip] [--threads 1] [--min-score 0.45] [--out benchmarks/results/parser_models.json]
+        [--candidate-flip] [--threads 1] [--min-score 0.5] [--out benchmarks/results/parser_models.json]
 
 Each model is the service's `ParserDetector` (ONNX Runtime, v3 post-processing `OutfitRules`, `--threads`):
 the shipped weights with their mirror average (`v2`), and the candidate weights with or without it. The
@@ -31,7 +31,7 @@ from benchmarks.machine import machine_info
 from benchmarks.quality import Detection, detection_counts
 from benchmarks.quality_data import StreetPhoto, street_photos
 from models.parser.detector import ParserDetector
-from models.spec import SHIPPED_PARSER
+from models.spec import SHIPPED_PARSER, SHIPPED_PARSER_FLIP, SHIPPED_PARSER_MIN_SCORE
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder (holds ccp/)")
     parser.add_argument("--candidate", type=Path, required=True, help="the parser weights to compare")
     parser.add_argument("--candidate-flip", action="store_true", help="the candidate with the mirror average")
-    parser.add_argument("--min-score", type=float, default=0.45, help="the service's detector_min_score")
+    parser.add_argument(
+        "--min-score", type=float, default=SHIPPED_PARSER_MIN_SCORE, help="the service's detector_min_score"
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N held-out photos (smoke runs)")
     parser.add_argument("--repeats", type=int, default=3, help="detect stages timed per photo and model")
     args = parser.parse_args()
@@ -102,8 +104,8 @@ def main() -> None:
     merged = [merged_truth(args.data / "ccp", photo) for photo in photos]
     candidate_name = f"{args.candidate.stem}{'' if args.candidate_flip else '_no_flip'}"
     models = {
-        f"{SHIPPED_PARSER.stem}_flip": ParserDetector(
-            SHIPPED_PARSER, threads=args.threads, min_score=args.min_score
+        f"{SHIPPED_PARSER.stem}{'_flip' if SHIPPED_PARSER_FLIP else '_no_flip'}": ParserDetector(
+            SHIPPED_PARSER, threads=args.threads, min_score=args.min_score, flip=SHIPPED_PARSER_FLIP
         ),
         candidate_name: ParserDetector(
             args.candidate, threads=args.threads, min_score=args.min_score, flip=args.candidate_flip

@@ -11,7 +11,7 @@ from models.errors import ConfigError
 from models.garment import Garment, GarmentDetector
 from models.parser.detector import ParserDetector
 from models.runtime import DEFAULT_RUNTIME
-from models.spec import PRODUCT_GATE_THRESHOLD, SHIPPED_PARSER
+from models.spec import PRODUCT_GATE_THRESHOLD, SHIPPED_PARSER, SHIPPED_PARSER_FLIP
 
 __all__ = [
     "DETECTOR_KINDS",
@@ -95,7 +95,7 @@ def create_detector(
     weights: Path | None = None,
     threads: int = 0,
     min_score: float = 0.0,
-    flip: bool = True,
+    flip: bool = SHIPPED_PARSER_FLIP,
     runtime: str = DEFAULT_RUNTIME,
     gate: Embedder | None = None,
     gate_threshold: float = PRODUCT_GATE_THRESHOLD,

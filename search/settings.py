@@ -11,7 +11,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.spec import PRODUCT_GATE_THRESHOLD, RANDOM_INIT, EmbedderSpec
+from models.spec import (
+    PRODUCT_GATE_THRESHOLD,
+    RANDOM_INIT,
+    SHIPPED_PARSER_FLIP,
+    SHIPPED_PARSER_MIN_SCORE,
+    EmbedderSpec,
+)
 from search.ranking import RankingConfig
 
 
@@ -63,10 +69,13 @@ class Settings(BaseSettings):
         "concurrent searches use the others; 0 = all cores (lower latency alone, less throughput; README)",
     )
     detector_min_score: float = Field(
-        0.45, ge=0, le=1, description="drop parser garments whose mean class probability is lower"
+        SHIPPED_PARSER_MIN_SCORE,
+        ge=0,
+        le=1,
+        description="drop parser garments whose mean class probability is lower",
     )
     detector_flip: bool = Field(
-        True,
+        SHIPPED_PARSER_FLIP,
         description="average the parser over the photo and its mirror (see README for the cost and gain)",
     )
     detector_runtime: Literal["torch", "onnx"] = Field(

@@ -16,7 +16,7 @@ from models.parser.instances import Instance
 from models.parser.network import load_network
 from models.parser.outfit import OutfitRules, outfit_instances
 from models.runtime import DEFAULT_RUNTIME, Network, compile_network
-from models.spec import SHIPPED_PARSER
+from models.spec import SHIPPED_PARSER, SHIPPED_PARSER_FLIP
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class ParserDetector:
         weights_path: Path = SHIPPED_PARSER,
         threads: int = 0,
         min_area_frac: float | None = None,
-        flip: bool = True,
+        flip: bool = SHIPPED_PARSER_FLIP,
         min_score: float = 0.0,
         runtime: str = DEFAULT_RUNTIME,
         rules: OutfitRules | None = None,

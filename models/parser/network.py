@@ -28,7 +28,10 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 TRAIN_COMMAND = (
     "python -m models.parser.train --data ../shared/data/ccp "
     "--out models/weights/garment-parser-v2.safetensors --minutes 55 --seed 0 --threads 1, then the same "
-    "command with --minutes 135 (resumes the checkpoint)"
+    "command with --minutes 135 (resumes the checkpoint), then v3 from v2: --out "
+    "models/weights/garment-parser-v3.safetensors --minutes 90 --height 448 --width 320 --lr 1e-3 "
+    "--init models/weights/garment-parser-v2.safetensors --work-dir var/parser-train-v3 "
+    "(models/weights/garment-parser-v3.md)"
 )
 
 
@@ -107,7 +110,7 @@ def read_config(path: Path) -> ParserConfig:
     if not path.is_file():
         raise WeightsNotFoundError(
             f"garment-parser weights not found at {path}. They ship with the repository "
-            f"(models/weights/garment-parser-v2.safetensors); to rebuild them run: {TRAIN_COMMAND}"
+            f"(models/weights/garment-parser-v3.safetensors); to rebuild them run: {TRAIN_COMMAND}"
         )
     try:
         with safe_open(str(path), framework="pt") as handle:

@@ -21,7 +21,7 @@ def test_unknown_detector_is_a_clear_error() -> None:
 def test_parser_flip_is_a_setting() -> None:
     from models.detector import FallbackDetector, create_detector
 
-    flipped = create_detector("garment-parser")
-    single = create_detector("garment-parser", flip=False)
+    single = create_detector("garment-parser")  # the shipped v3 runs without the mirror average
+    flipped = create_detector("garment-parser", flip=True)
     assert isinstance(flipped, FallbackDetector) and isinstance(single, FallbackDetector)
     assert flipped.primary.flip is True and single.primary.flip is False  # type: ignore[attr-defined]
