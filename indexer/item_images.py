@@ -5,10 +5,8 @@ SHA-256 of every image's bytes, which a sync compares to tell a changed image fr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +15,7 @@ from indexer.feed import CatalogItem
 from indexer.metadata import ImageRow
 from models.embedding import Embedder
 from models.errors import FashionSearchError
+from models.files import file_digest
 from models.images import decode_image
 
 log = logging.getLogger(__name__)
@@ -40,21 +39,13 @@ class ExtraVectors:
     embedded: int = 0  # how many of them were computed (the others came from `known`)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def with_digests(item: CatalogItem) -> CatalogItem:
     """`item` with `image_sha256s` (main image, then each extra file); an extra file that cannot be read gets
     "" (it is skipped when embedding too)."""
-    digests = [file_sha256(item.image)]
+    digests = [file_digest(item.image)]
     for path in item.extra_files:
         try:
-            digests.append(file_sha256(path))
+            digests.append(file_digest(path))
         except OSError:
             digests.append("")
     return dataclasses.replace(item, image_sha256s=tuple(digests))
