@@ -79,6 +79,10 @@ class QueryCache:
             self._entries.move_to_end(query_id)
             return entry
 
+    def expires_at(self) -> float:
+        """When an entry used now expires (on this cache's clock)."""
+        return self._clock() + self.ttl_s
+
     def _drop_expired(self, now: float) -> None:
         """Expired entries leave from the front: use renews an entry and moves it to the back."""
         while self._entries:

@@ -259,6 +259,30 @@ class Settings(BaseSettings):
         16 * 1024, ge=1024, description="largest request head (request line and headers); larger is 400"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="service logs as text lines, or as one JSON object a line (with the request id on "
+        "every line of a request) for a log collector",
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="redis://[:password@]host:6379/0 shared by every replica: co-viewing sessions and their "
+        "events, rate-limit buckets, shopper statistics and the paging cache; unset = kept in this process "
+        "(one replica)",
+    )
+    redis_prefix: str = Field(
+        "fashion",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="namespace of this service's Redis keys (several shops may share one Redis)",
+    )
+    redis_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description="connect and command timeout of Redis calls; past it a shared-state route answers 503",
+    )
 
     @field_validator("search_keys")
     @classmethod

@@ -37,7 +37,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from fastapi import FastAPI, Request
 from pydantic import SecretStr
@@ -57,6 +57,15 @@ KEY_MULTIPLE = 20.0  # a key's bucket: this many addresses' worth (Settings.rate
 IPV6_CLIENT_PREFIX = 64
 # A session id as SessionStore makes them (secrets.token_urlsafe(32)); other ids get no bucket of their own.
 _SESSION_PATH = re.compile(r"/v1/sessions/([A-Za-z0-9_-]{43})(?:/|$)")
+
+
+class Limiter(Protocol):
+    """RateLimiter, or its shared form (service/rate_limits_redis.py)."""
+
+    def admit(self, charges: Iterable[Charge]) -> Quota | None: ...
+
+    async def admit_async(self, charges: Iterable[Charge]) -> Quota | None: ...
+
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -108,6 +117,13 @@ def policy_name(bucket: str) -> str:
     return _POLICY_NAMES.get(kind, kind)
 
 
+def checked_bucket(rate_per_s: float, burst: int) -> tuple[float, int]:
+    """A token bucket's (rate, burst); ValueError unless the rate is positive and the burst at least 1."""
+    if rate_per_s <= 0 or burst < 1:
+        raise ValueError(f"rate_per_s must be > 0 and burst >= 1, got {rate_per_s} and {burst}")
+    return rate_per_s, burst
+
+
 class RateLimiter:
     """Token buckets keyed by caller: `rate_per_s` sustained, `burst` at once (times a charge's `scale`).
     Holds at most `max_callers` buckets (least recently used dropped first), so a flood of new addresses
@@ -120,10 +136,7 @@ class RateLimiter:
         max_callers: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError(f"rate_per_s must be > 0 and burst >= 1, got {rate_per_s} and {burst}")
-        self.rate_per_s = rate_per_s
-        self.burst = burst
+        self.rate_per_s, self.burst = checked_bucket(rate_per_s, burst)
         self._max_callers = max_callers
         self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # caller -> (tokens, at)
@@ -165,15 +178,24 @@ class RateLimiter:
                     )  # a refused caller stays recent: not dropped for a fresh one
             while len(self._buckets) > self._max_callers:
                 self._buckets.popitem(last=False)
-        quotas = [quota for _, _, quota in seen]
-        if not quotas:
-            return None
-        if refused:
-            return max(quotas, key=lambda quota: quota.wait_s)
-        return min(quotas, key=lambda quota: (quota.tokens, -quota.full_in_s))
+        return deciding([quota for _, _, quota in seen])
+
+    async def admit_async(self, charges: Iterable[Charge]) -> Quota | None:
+        """admit, for the event loop (in memory: no wait); a shared limiter waits for Redis here."""
+        return self.admit(charges)
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+def deciding(quotas: Sequence[Quota]) -> Quota | None:
+    """The bucket that decided a request (None for no charges): when any refused, the one that takes longest
+    to have enough; when allowed, the one with the fewest tokens left."""
+    if not quotas:
+        return None
+    if any(quota.wait_s > 0 for quota in quotas):
+        return max(quotas, key=lambda quota: quota.wait_s)
+    return min(quotas, key=lambda quota: (quota.tokens, -quota.full_in_s))
 
 
 def key_matches(given: str, keys: Sequence[SecretStr]) -> bool:
@@ -292,7 +314,7 @@ def install_access_control(
     app: FastAPI,
     admin_key: SecretStr | None,
     search_keys: Sequence[SecretStr],
-    limiter: RateLimiter | None,
+    limiter: Limiter | None,
     trusted_proxies: Iterable[str] = (),
     key_multiple: float = KEY_MULTIPLE,
 ) -> None:
@@ -320,7 +342,7 @@ def install_access_control(
             else:
                 cost = 1.0 if path in (SEARCH_PATH, BATCH_PATH) else OTHER_COST
                 charges = charges_for(path, address, given if valid else None, cost, key_multiple)
-            quota = limiter.admit(charges)
+            quota = await limiter.admit_async(charges)
             request.state.rate_charges = (limiter, charges)
         if quota is not None and quota.wait_s > 0:
             message = f"too many requests; retry in {quota.wait_s:.1f} s"

@@ -18,7 +18,7 @@ from indexer.store import IndexStore
 from search.query_cache import QueryCache
 from search.runtime import apply_threads, build_searcher
 from search.settings import Settings
-from service.access import RATE_LIMIT_HEADERS, RateLimiter, install_access_control
+from service.access import RATE_LIMIT_HEADERS, Limiter, RateLimiter, install_access_control
 from service.body_limit import BodyLimitMiddleware, BodyLimits
 from service.coview import SessionStore
 from service.docs import install_docs
@@ -26,11 +26,15 @@ from service.errors import install_error_handlers
 from service.limiter import SearchLimiter
 from service.metrics import ServiceMetrics, install_metrics
 from service.openapi import install_openapi
+from service.query_cache_redis import SharedQueryCache
+from service.rate_limits_redis import RedisRateLimiter
 from service.reload import watch_index
 from service.routes import router
+from service.shared_state import RedisState
 from service.shop_routes import STATIC_DIR
 from service.shop_routes import router as shop_router
 from service.signals import ShopperSignals
+from service.signals_redis import RedisShopperSignals
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
         # Open event streams end on SIGTERM at once, not after the graceful-shutdown timeout.
         restore_signals = end_streams_on_stop_signal(app.state.sessions, asyncio.get_running_loop())
         try:
+            await app.state.sessions.start()
             app.state.searcher = build_searcher(settings, store)
             app.state.limiter = SearchLimiter(
                 settings.max_concurrent_searches, settings.queue_timeout_s, metrics.waiting, metrics.in_flight
@@ -56,6 +61,10 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             restore_signals()
             app.state.sessions.close_streams()
+            await app.state.sessions.aclose()
+            if app.state.shared_state is not None:
+                await app.state.shared_state.aclose()
+                app.state.shared_state.close()
             stop_watching.set()
             searcher = getattr(app.state, "searcher", None)
             (searcher.store if searcher is not None else store).close()  # after reloads, the current one
@@ -72,11 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.reload_lock = threading.Lock()
-    app.state.sessions = SessionStore(
-        settings.session_ttl_s, settings.session_max_age_s, settings.max_sessions, settings.stream_ping_s
-    )
-    app.state.signals = ShopperSignals(lambda: app.state.searcher.store.categories)
-    app.state.query_cache = QueryCache(settings.query_cache_ttl_s, settings.query_cache_entries)
+    install_state(app, settings)
     # Middleware added later runs earlier: CORS (outermost, answers preflights), metrics (sees every
     # answer), keys and rate limits (before any body is read), body limits (counted as the body streams in:
     # service/body_limit.py), then the error net.
@@ -88,11 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings.max_batch_body_bytes,
     )
     app.add_middleware(BodyLimitMiddleware, limits=limits)
-    rate_limiter = (
-        RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
-        if settings.rate_limit_per_s > 0
-        else None
-    )
+    rate_limiter = rate_limiter_for(settings, app.state.shared_state)
     install_access_control(
         app,
         settings.admin_key,
@@ -118,6 +119,42 @@ def create_app(settings: Settings) -> FastAPI:
     # The page's files; check_dir=False: the app starts (and the API serves) without them.
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app
+
+
+def install_state(app: FastAPI, settings: Settings) -> None:
+    """Co-viewing sessions, shopper statistics and the paging cache: in this process, or, with
+    FASHION_REDIS_URL, in the Redis every replica shares (service/shared_state.py)."""
+
+    def known_categories() -> list[str]:
+        categories: list[str] = app.state.searcher.store.categories
+        return categories
+
+    local_cache = QueryCache(settings.query_cache_ttl_s, settings.query_cache_entries)
+    session_limits = (settings.session_ttl_s, settings.session_max_age_s, settings.max_sessions)
+    if settings.redis_url is None:
+        app.state.shared_state = None
+        app.state.sessions = SessionStore(*session_limits, settings.stream_ping_s)
+        app.state.signals = ShopperSignals(known_categories)
+        app.state.query_cache = local_cache
+        return
+    from service.coview_redis import RedisSessionStore
+
+    shared = RedisState(
+        settings.redis_url.get_secret_value(), settings.redis_prefix, settings.redis_timeout_s
+    )
+    app.state.shared_state = shared
+    app.state.sessions = RedisSessionStore(shared, *session_limits, settings.stream_ping_s)
+    app.state.signals = RedisShopperSignals(shared, known_categories)
+    app.state.query_cache = SharedQueryCache(shared, local_cache, lambda: app.state.searcher.store.item)
+
+
+def rate_limiter_for(settings: Settings, shared: RedisState | None) -> Limiter | None:
+    if settings.rate_limit_per_s <= 0:
+        return None
+    local = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    if shared is None:
+        return local
+    return RedisRateLimiter(shared, settings.rate_limit_per_s, settings.rate_limit_burst, fallback=local)
 
 
 def end_streams_on_stop_signal(store: SessionStore, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:

@@ -1,11 +1,12 @@
 """Co-viewing sessions: a shopper's last search, messages, pushed products and activity, shared live with a
 sales assistant over server-sent events.
 
-Sessions live in memory only and are bounded everywhere: at most `max_sessions`, each keeping the most
-recent MAX_MESSAGES / MAX_ACTIVITY / MAX_PUSHES entries, one downscaled search photo and MAX_STREAMS open
-streams. A session expires after `ttl_s` without activity (writes renew it; reads do not) and `max_age_s`
-after creation; expired sessions are swept lazily (when a session is created, and by their own streams) and
-answer exactly like ids that never existed.
+Sessions live in this process (with FASHION_REDIS_URL, in the Redis every replica shares instead:
+service/coview_redis.py, which behaves the same) and are bounded everywhere: at most `max_sessions`, each
+keeping the most recent MAX_MESSAGES / MAX_ACTIVITY / MAX_PUSHES entries, one downscaled search photo and
+MAX_STREAMS open streams. A session expires after `ttl_s` without activity (writes renew it; reads do not)
+and `max_age_s` after creation; expired sessions are swept lazily (when a session is created, and by their
+own streams) and answer exactly like ids that never existed.
 
 Nobody can take every session: one client address holds at most `max_per_client` live sessions (429
 too_many_sessions), and a full store first evicts the least recently active session that never had a search
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import math
 import secrets
@@ -36,11 +36,12 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from PIL import Image
 
 from search.responses import SearchResponse
-from service.coview_session import END, TIMEOUT, Session, Subscriber, sse_frame
+from service.coview_session import END, TIMEOUT, Session, Subscriber, search_event_data, sse_frame
 from service.errors import (
     PhotoNotFoundError,
     SessionNotFoundError,
@@ -79,7 +80,34 @@ def session_photo(picture: Image.Image) -> bytes:
     return out.getvalue()
 
 
-class SessionStore:
+def session_created(session_id: str, expires_at: float, ttl_s: float) -> SessionCreated:
+    return SessionCreated(
+        session_id=session_id,
+        assist_url=f"/assist/{session_id}",
+        expires_at=iso(expires_at),
+        ttl_s=int(ttl_s),
+    )
+
+
+def too_many_sessions(count: int, wait_s: float) -> TooManySessionsError:
+    """A client at its quota of `count` sessions, the first of which expires in `wait_s`."""
+    return TooManySessionsError(
+        f"this client already holds {count} co-viewing sessions, its limit; retry later",
+        retry_after_s=max(1, math.ceil(wait_s)),
+    )
+
+
+def sessions_full(max_sessions: int, wait_s: float) -> SessionsFullError:
+    """A full store that has room again in `wait_s`."""
+    return SessionsFullError(
+        f"the service holds its limit of {max_sessions} co-viewing sessions; retry later",
+        retry_after_s=max(1, math.ceil(wait_s)),
+    )
+
+
+class SessionLimits:
+    """What a session store is told, in one process or in Redis (service/coview_redis.py)."""
+
     def __init__(
         self,
         ttl_s: float,
@@ -95,6 +123,12 @@ class SessionStore:
         self.ping_s = ping_s
         self.clock = clock
         self.evict_idle_s = evict_idle_s
+
+
+class SessionStore(SessionLimits):
+    def __init__(self, *limits: Any, **options: Any) -> None:
+        """SessionLimits' arguments."""
+        super().__init__(*limits, **options)
         self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently active first
         self._per_client: Counter[str] = Counter()  # live sessions by the address that created them
         self._lock = threading.Lock()
@@ -102,6 +136,12 @@ class SessionStore:
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+    async def start(self) -> None:
+        """Nothing to start in one process (the lifespan calls it; the Redis store starts its listener)."""
+
+    async def aclose(self) -> None:
+        """Nothing to close in one process."""
 
     def create(self, client: str | None = None, max_per_client: int | None = None) -> SessionCreated:
         """A new session for `client` (an address), which may hold at most `max_per_client` live ones (None:
@@ -116,26 +156,15 @@ class SessionStore:
             ):
                 own = [s for s in self._sessions.values() if s.client == client]
                 soonest = min((self._expires_at(s) for s in own), default=now)
-                raise TooManySessionsError(
-                    f"this client already holds {len(own)} co-viewing sessions, its limit; retry later",
-                    retry_after_s=max(1, math.ceil(soonest - now)),
-                )
+                raise too_many_sessions(len(own), soonest - now)
             if len(self._sessions) >= self.max_sessions and not self._evict_idle(now):
-                raise SessionsFullError(
-                    f"the service holds its limit of {self.max_sessions} co-viewing sessions; retry later",
-                    retry_after_s=max(1, math.ceil(self._next_free_at() - now)),
-                )
+                raise sessions_full(self.max_sessions, self._next_free_at() - now)
             session = Session(secrets.token_urlsafe(32), created_at=now, active_at=now, client=client)
             self._sessions[session.session_id] = session
             if client is not None:
                 self._per_client[client] += 1
             expires_at = self._expires_at(session)
-        return SessionCreated(
-            session_id=session.session_id,
-            assist_url=f"/assist/{session.session_id}",
-            expires_at=iso(expires_at),
-            ttl_s=int(self.ttl_s),
-        )
+        return session_created(session.session_id, expires_at, self.ttl_s)
 
     def require(self, session_id: str) -> None:
         """Raise SessionNotFoundError unless the session is live."""
@@ -165,8 +194,7 @@ class SessionStore:
                 return False
             session.search_json, session.photo, session.selected = search_json, photo, None
             session.photo_version += 1
-            data = f'{{"search":{search_json},"photo_url":{json.dumps(session.photo_url)}}}'
-            self._publish(session, sse_frame("search", data))
+            self._publish(session, sse_frame("search", search_event_data(search_json, session.photo_url)))
         return True
 
     def add_message(self, session_id: str, sender: Sender, text: str) -> MessageOut:

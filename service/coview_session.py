@@ -1,5 +1,6 @@
 """One co-viewing session's state and its open event streams (service/coview.py's SessionStore keeps them
-and takes the lock around every use). Entries are kept as the JSON text they are sent as: see coview.py."""
+and takes the lock around every use; service/coview_redis.py builds them from Redis to render a snapshot).
+Entries are kept as the JSON text they are sent as: see coview.py."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def json_object(members: dict[str, str]) -> str:
 
 def json_text(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def photo_url(session_id: str, photo_version: int) -> str | None:
+    """Where a session's search photo is shown (the version changes with each search); None before any."""
+    if photo_version == 0:
+        return None
+    return f"/v1/sessions/{session_id}/photo?v={photo_version}"
+
+
+def search_event_data(search_json: str, url: str | None) -> str:
+    """The data of a `search` event: the search and its photo's address."""
+    return json_object({"search": search_json, "photo_url": json_text(url)})
 
 
 class Subscriber:
@@ -88,9 +101,7 @@ class Session:
 
     @property
     def photo_url(self) -> str | None:
-        if self.photo is None:
-            return None
-        return f"/v1/sessions/{self.session_id}/photo?v={self.photo_version}"
+        return photo_url(self.session_id, self.photo_version)
 
     def snapshot_json(self, expires_at: str) -> str:
         """SessionSnapshot as JSON, from the JSON texts the session holds (members in the model's order)."""

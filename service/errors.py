@@ -132,6 +132,10 @@ class TooManyStreamsError(FashionSearchError):
     retry_after_s = 5
 
 
+class SharedStateUnavailableError(RetryLaterError):
+    """Redis (FASHION_REDIS_URL), which holds the state every replica shares, did not answer in time."""
+
+
 # First match wins: keep subclasses above their bases.
 ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageTooLargeError, 413, "image_too_large"),
@@ -149,6 +153,7 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageNotServedError, 404, "image_not_found"),
     (SessionNotFoundError, 404, "session_not_found"),
     (PhotoNotFoundError, 404, "photo_not_found"),
+    (SharedStateUnavailableError, 503, "shared_state_unavailable"),
     (SessionsFullError, 503, "sessions_full"),
     (TooManySessionsError, 429, "too_many_sessions"),
     (TooManyStreamsError, 429, "too_many_streams"),
@@ -188,6 +193,7 @@ TITLES: Mapping[str, str] = {
     "image_not_found": "Image not found",
     "session_not_found": "Session not found",
     "photo_not_found": "Photo not found",
+    "shared_state_unavailable": "Shared state unavailable",
     "sessions_full": "Service full of sessions",
     "too_many_sessions": "Too many sessions",
     "too_many_streams": "Too many event streams",

@@ -146,10 +146,13 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Ready)
 async def readyz(request: Request) -> Ready:
-    """From the loaded index's manifest and counts, in memory: no I/O, no lock, no thread."""
+    """From the loaded index's manifest and counts, in memory, and, with Redis configured, a PING of it (at
+    most FASHION_REDIS_TIMEOUT_S): no lock, no thread. Ready while Redis is down: search needs no Redis."""
     searcher: OutfitSearcher = request.app.state.searcher
     manifest = searcher.store.manifest
+    shared = request.app.state.shared_state
     return Ready(
+        shared_state="off" if shared is None else "up" if await shared.aping() else "down",
         status="ready",
         items=searcher.store.count,
         model=redact_paths(manifest.model_name),  # a local-dir: model names a server path

@@ -78,6 +78,11 @@ class Ready(StrictModel):
     dimension: int
     index_created_at: str
     categories: list[str]
+    shared_state: Literal["off", "up", "down"] = Field(
+        "off",
+        description="Redis (FASHION_REDIS_URL): off = not configured (one replica); down = sessions, "
+        "events and statistics answer 503 while search keeps working",
+    )
 
 
 class BatchOut(StrictModel):

@@ -1,6 +1,6 @@
 """The storefront page and its API: the shopper and assistant pages, co-viewing sessions (with a live event
-stream) and shopper signals. Thin like service/routes.py; the state lives in service/coview.py and
-service/signals.py."""
+stream) and shopper signals. Thin like service/routes.py; the state lives in service/coview.py (or, with
+FASHION_REDIS_URL, service/coview_redis.py) and service/signals.py."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from search.responses import item_from_record
 from search.settings import Settings
 from service.access import client_address_of
 from service.coview import SessionStore
+from service.coview_redis import RedisSessionStore
 from service.routes import ADMIN_KEY, STOREFRONT_KEY
 from service.routes import errors as route_errors
 from service.shop_schemas import (
@@ -50,7 +51,8 @@ SESSION_ERRORS = {
     404: "unknown or expired session (the same answer for both)",
     429: "rate limited, the session has its 8 open streams, or this client holds its limit of sessions "
     "(Retry-After)",
-    503: "the service holds its limit of sessions (Retry-After)",
+    503: "the service holds its limit of sessions (creating one), or the shared state (FASHION_REDIS_URL) is "
+    "unavailable (Retry-After)",
 }
 STREAM_DOC = (
     "Server-sent events: `snapshot` first (data: the session snapshot), then `search`, `activity`, "
@@ -61,8 +63,8 @@ STREAM_DOC = (
 errors = functools.partial(route_errors, descriptions=SESSION_ERRORS)
 
 
-def sessions_of(request: Request) -> SessionStore:
-    store: SessionStore = request.app.state.sessions
+def sessions_of(request: Request) -> SessionStore | RedisSessionStore:
+    store: SessionStore | RedisSessionStore = request.app.state.sessions
     return store
 
 
@@ -102,7 +104,7 @@ def create_session(request: Request, body: SessionCreateIn | None = None) -> Ses
     "/v1/sessions/{session_id}",
     response_model=SessionSnapshot,
     dependencies=[STOREFRONT_KEY],
-    responses=errors(401, 404, 429),
+    responses=errors(401, 404, 429, 503),
 )
 def get_session(request: Request, session_id: str) -> Response:
     # The store keeps the session as JSON: sent as it is (SessionSnapshot documents it).
@@ -115,7 +117,7 @@ def get_session(request: Request, session_id: str) -> Response:
     dependencies=[STOREFRONT_KEY],
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "the last search's photo"},
-        **errors(401, 404, 429),
+        **errors(401, 404, 429, 503),
     },
 )
 def get_session_photo(request: Request, session_id: str) -> Response:
@@ -130,7 +132,7 @@ def get_session_photo(request: Request, session_id: str) -> Response:
     dependencies=[STOREFRONT_KEY],
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": STREAM_DOC},
-        **errors(401, 404, 429),
+        **errors(401, 404, 429, 503),
     },
 )
 async def stream_session(request: Request, session_id: str) -> StreamingResponse:
@@ -147,7 +149,7 @@ async def stream_session(request: Request, session_id: str) -> StreamingResponse
 SESSION_ADDITION: dict[str, Any] = {
     "status_code": 201,
     "dependencies": [STOREFRONT_KEY],
-    "responses": errors(401, 404, 422, 429),
+    "responses": errors(401, 404, 422, 429, 503),
 }
 
 
@@ -171,7 +173,7 @@ def push_item(request: Request, session_id: str, body: PushIn) -> PushOut:
     status_code=202,
     response_model=EventAccepted,
     dependencies=[STOREFRONT_KEY],
-    responses=errors(401, 404, 422, 429),
+    responses=errors(401, 404, 422, 429, 503),
 )
 def post_event(request: Request, body: EventIn) -> EventAccepted:
     """A shopper's click, add-to-cart or garment selection; with a session id also its activity."""

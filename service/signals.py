@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from service.coview import iso
 from service.shop_schemas import CategoryStats, EventType, StatsOut, StatsTotals
 
 OTHER = "other"
 COUNTED: dict[str, str] = {"click": "clicks", "add_to_cart": "add_to_cart"}  # event type -> counter
+Increment = tuple[str | None, str, int]  # (category bucket, or None for the totals; counter; amount)
 
 
 class ShopperSignals:
@@ -37,48 +38,55 @@ class ShopperSignals:
         """One search request; each garment found counts as a search of its category."""
         known = set(self._known())
         buckets = [self.bucket(category, known) for category in garment_categories]
-        with self._lock:
-            self._totals["searches"] += 1
-            self._totals["garments"] += len(buckets)
-            for bucket in buckets:
-                self._counter(bucket)["searches"] += 1
+        self._add(
+            [(None, "searches", 1), (None, "garments", len(buckets))]
+            + [(bucket, "searches", 1) for bucket in buckets]
+        )
 
     def record_event(self, event_type: EventType, category: str | None) -> None:
         """A click or an add-to-cart; garment selections are session activity only."""
         counter = COUNTED.get(event_type)
         if counter is None:
             return
-        bucket = self.bucket(category)
-        with self._lock:
-            self._totals[counter] += 1
-            self._counter(bucket)[counter] += 1
+        self._add([(None, counter, 1), (self.bucket(category), counter, 1)])
 
     def stats(self) -> StatsOut:
+        since, totals, by_category = self._read()
+        return stats_out(since, totals, by_category)
+
+    def _add(self, increments: Sequence[Increment]) -> None:
+        with self._lock:
+            for bucket, counter, amount in increments:
+                counts = self._totals if bucket is None else self._by_category.setdefault(bucket, Counter())
+                counts[counter] += amount
+
+    def _read(self) -> tuple[float, Counter[str], dict[str, Counter[str]]]:
         with self._lock:
             totals = Counter(self._totals)
-            by_category = {name: Counter(counts) for name, counts in sorted(self._by_category.items())}
-        return StatsOut(
-            since=iso(self._since),
-            totals=StatsTotals(
-                searches=totals["searches"],
-                garments=totals["garments"],
-                clicks=totals["clicks"],
-                add_to_cart=totals["add_to_cart"],
-                click_through=click_through(totals),
-            ),
-            by_category={
-                name: CategoryStats(
-                    searches=counts["searches"],
-                    clicks=counts["clicks"],
-                    add_to_cart=counts["add_to_cart"],
-                    click_through=click_through(counts),
-                )
-                for name, counts in by_category.items()
-            },
-        )
+            by_category = {name: Counter(counts) for name, counts in self._by_category.items()}
+        return self._since, totals, by_category
 
-    def _counter(self, bucket: str) -> Counter[str]:
-        return self._by_category.setdefault(bucket, Counter())
+
+def stats_out(since: float, totals: Counter[str], by_category: dict[str, Counter[str]]) -> StatsOut:
+    return StatsOut(
+        since=iso(since),
+        totals=StatsTotals(
+            searches=totals["searches"],
+            garments=totals["garments"],
+            clicks=totals["clicks"],
+            add_to_cart=totals["add_to_cart"],
+            click_through=click_through(totals),
+        ),
+        by_category={
+            name: CategoryStats(
+                searches=counts["searches"],
+                clicks=counts["clicks"],
+                add_to_cart=counts["add_to_cart"],
+                click_through=click_through(counts),
+            )
+            for name, counts in sorted(by_category.items())
+        },
+    )
 
 
 def click_through(counts: Counter[str]) -> float:

@@ -44,3 +44,26 @@ def built_index(
         create_extractor(tiny_embedder),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def redis_server_session(tmp_path_factory: pytest.TempPathFactory):
+    """One real redis-server for the whole run (tests/redis_server.py); skipped when it is not installed."""
+    from tests.redis_server import RedisServer
+
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_server_session):
+    """The run's redis-server, emptied for this test (and started again if a test stopped it)."""
+    if redis_server_session.process is None:
+        redis_server_session.start()
+    redis_server_session.flush()
+    return redis_server_session
