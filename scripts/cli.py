@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -139,13 +139,27 @@ class StartupGuard:
 
 
 def main() -> None:
-    # Our loggers (and uvicorn's) at INFO; third-party chatter (open_clip logs to the root logger) at WARNING.
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # Our loggers (and uvicorn's, which propagate to the root's handler: the same format) at INFO; third-party
+    # chatter (open_clip logs to the root logger) at WARNING. Lines as text or JSON (FASHION_LOG_FORMAT).
+    from service.log_format import configure_logging
+
+    configure_logging(_log_format(), stream=sys.stderr)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
     app()
+
+
+def _log_format() -> Literal["text", "json"]:
+    """FASHION_LOG_FORMAT, read before any command runs; "text" when the settings do not parse (the command
+    then fails with the one-line reason)."""
+    from pydantic import ValidationError
+
+    from search.settings import Settings
+
+    try:
+        return Settings().log_format
+    except ValidationError:
+        return "text"
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,  # service/docs.py serves /docs from the package's files, not a CDN
         redoc_url=None,
     )
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(deadline_s=settings.request_timeout_s)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.reload_lock = threading.Lock()

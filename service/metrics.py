@@ -1,4 +1,5 @@
-"""Prometheus metrics (`GET /metrics`) and a request id on every response and access log line.
+"""Prometheus metrics (`GET /metrics`) and a request id on every response and on every log line of the
+request (service/log_format.py), access line included.
 
 Each app has its own registry, so several apps in one process (tests) never share counters.
 """
@@ -21,20 +22,35 @@ from prometheus_client import (
     generate_latest,
 )
 
+from search.settings import Settings
+from service.log_format import REQUEST_ID
+
 log = logging.getLogger("service.access")
 STAGE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+# Past the stages' range, request latency keeps its resolution up to the deadline (a search that waits for a
+# slot, then runs long, or one stopped by the deadline lands in its own bucket, not in +Inf).
+_LONG_STEPS_S = (5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0)
+DEFAULT_DEADLINE_S: float = Settings.model_fields["request_timeout_s"].default
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
+def request_buckets(deadline_s: float) -> tuple[float, ...]:
+    """STAGE_BUCKETS_S, then steps up to and including the request deadline `deadline_s`."""
+    longer = [step for step in _LONG_STEPS_S if STAGE_BUCKETS_S[-1] < step < deadline_s]
+    return tuple(sorted({*STAGE_BUCKETS_S, *longer, float(deadline_s)}))
+
+
 class ServiceMetrics:
-    def __init__(self) -> None:
+    """`deadline_s`: the request deadline (FASHION_REQUEST_TIMEOUT_S), the last finite latency bucket."""
+
+    def __init__(self, deadline_s: float = DEFAULT_DEADLINE_S) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "fashion_requests", "HTTP requests by route and status", ["route", "code"], registry=self.registry
         )
         self.latency = Histogram(
             "fashion_request_seconds", "HTTP request latency by route", ["route"], registry=self.registry,
-            buckets=STAGE_BUCKETS_S,
+            buckets=request_buckets(deadline_s),
         )  # fmt: skip
         self.stages = Histogram(
             "fashion_search_stage_seconds",
@@ -64,29 +80,41 @@ class ServiceMetrics:
 
 def install_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
     """Count and time every request by its route template (never the raw path: ids would explode the
-    label set), tag it with a request id (the caller's X-Request-ID when sane, else a new one), and log
+    label set), tag it with a request id (the caller's X-Request-ID when sane, else a new one) that every
+    log line of the request carries (REQUEST_ID: the tasks and threads serving it copy the context), and log
     one access line."""
 
     @app.middleware("http")
     async def _observe(request: Request, call_next):
         given = request.headers.get("x-request-id", "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(elapsed)
-        response.headers["X-Request-ID"] = request_id
-        log.info(
-            "request_id=%s method=%s route=%s status=%d ms=%.1f",
-            request_id,
-            request.method,
-            route,
-            response.status_code,
-            elapsed * 1000,
-        )
-        return response
+        token = REQUEST_ID.set(request_id)
+        try:
+            started = time.perf_counter()
+            response = await call_next(request)
+            elapsed = time.perf_counter() - started
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            metrics.requests.labels(route, str(response.status_code)).inc()
+            metrics.latency.labels(route).observe(elapsed)
+            response.headers["X-Request-ID"] = request_id
+            log.info(
+                "request_id=%s method=%s route=%s status=%d ms=%.1f",
+                request_id,
+                request.method,
+                route,
+                response.status_code,
+                elapsed * 1000,
+                # the same as fields of a JSON line (FASHION_LOG_FORMAT=json)
+                extra={
+                    "method": request.method,
+                    "route": route,
+                    "status": response.status_code,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
+            return response
+        finally:
+            REQUEST_ID.reset(token)
 
     @app.get("/metrics", include_in_schema=False)
     def _metrics() -> Response:

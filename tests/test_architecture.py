@@ -23,7 +23,8 @@ ALLOWED = {
         "service",
     },  # service: the app factory and server options (below)
 }
-SCRIPTS_MAY_IMPORT_FROM_SERVICE = {"service.app", "service.server"}  # `serve`: the app and its server
+# `serve`: the app and its server; every command: the log format (FASHION_LOG_FORMAT)
+SCRIPTS_MAY_IMPORT_FROM_SERVICE = {"service.app", "service.server", "service.log_format"}
 FORBIDDEN_THIRD_PARTY = {
     "models": {"fastapi", "faiss", "starlette", "uvicorn"},
     "indexer": {"fastapi", "uvicorn", "starlette"},
