@@ -227,10 +227,10 @@ def write_build(
 ) -> Manifest:
     """Write one complete build into `staging`: raw vectors (the source of truth for updates and for
     re-indexing into another type), the searchable vectors in `manifest.vector_store` with its `index_type`
-    (FAISS: vectors.faiss; Milvus: a new collection named from the build id, at `milvus_uri` or else in
-    Milvus Lite inside `staging`), the items, then the sealed manifest (checksums, written last). Run it
-    inside `staged_build`, which removes what it wrote if anything fails. Vector rows: the items' main images
-    (row = item row), then `image_rows` (their further images)."""
+    (FAISS: vectors.faiss; Milvus: a new collection named from the build id, with each row's filterable
+    fields, at `milvus_uri` or else in Milvus Lite inside `staging`), the items, then the sealed manifest
+    (checksums, written last). Run it inside `staged_build`, which removes what it wrote if anything fails.
+    Vector rows: the items' main images (row = item row), then `image_rows` (their further images)."""
     extra = image_rows or []
     expected = (len(rows) + len(extra), manifest.dimension)
     if vectors.shape != expected or vectors.dtype != np.float32:
@@ -243,7 +243,7 @@ def write_build(
     manifest = dataclasses.replace(manifest, vectors=expected[0])
     with (staging / RAW_VECTORS_NAME).open("wb") as handle:
         np.save(handle, np.ascontiguousarray(vectors), allow_pickle=False)
-    manifest = write_vectors(staging, vectors, manifest, milvus_uri)
+    manifest = write_vectors(staging, vectors, manifest, milvus_uri, records=rows, image_rows=extra)
     write_metadata(staging / METADATA_NAME, rows, extra)
     elapsed = round(time.perf_counter() - started, 3)
     return dataclasses.replace(manifest, build_seconds=elapsed).write(staging)

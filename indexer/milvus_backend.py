@@ -1,10 +1,15 @@
 """Vectors in Milvus: one collection per build, named from the build id, holding `row` (int64 primary key,
-the vector-store row) and `vector` (float32, inner product on L2-normalised vectors = cosine). Addresses
-and connections (a server URI, or Milvus Lite embedded) are in indexer/milvus_connection.py.
+the vector-store row), `vector` (float32, inner product on L2-normalised vectors = cosine) and the
+filterable fields of the row's item (category, brand, price, in_stock, gender and one field per
+attribute group, each with an INVERTED index: see indexer/milvus_fields.py). Addresses and connections (a
+server URI, or Milvus Lite embedded) are in indexer/milvus_connection.py. Milvus answers at most `MAX_K`
+neighbours per query.
 
-A row filter becomes a Milvus filter expression, `row in [...]` or, when most rows qualify, the shorter
-`row not in [...]`; against a server the list travels as a filter template parameter (no parsing of a
-long literal). Milvus answers at most `MAX_K` neighbours per query.
+A filtered search sends its `SearchFilters` as a Milvus filter expression over those fields. Two cases
+still send rows (`row in [...]` or, when most rows qualify, the shorter `row not in [...]`; against a
+server the list travels as a filter template parameter): a caller that restricts the search to rows of
+its own choosing (no filters), and, as a fallback, a collection built before the fields existed, which
+opens with a warning to rebuild the index.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.filters import SearchFilters
 from indexer.manifest import RAW_VECTORS_NAME, IndexCorruptError
 from indexer.milvus_connection import (
     TIMEOUT_S,
@@ -30,6 +36,7 @@ from indexer.milvus_connection import (
     public_uri,
     translated,
 )
+from indexer.milvus_fields import ScalarFields, attribute_groups, filter_expression
 from indexer.vector_index import FLAT_MAX
 from models.errors import ConfigError
 
@@ -85,12 +92,21 @@ class MilvusBackend:
 
     kind = "milvus"
 
-    def __init__(self, client: Any, uri: str, collection: str, shape: tuple[int, int], index: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        uri: str,
+        collection: str,
+        shape: tuple[int, int],
+        index: str,
+        groups: frozenset[str] | None,
+    ) -> None:
         self._client = client
         self._uri = uri
         self.collection = collection
         self._count, self._dimension = shape
         self._index_type = index
+        self._groups = groups  # attribute groups with a field; None: built before the filterable fields
         self.location = f"Milvus collection {collection!r} at {public_uri(uri)}"
         # A store the service swaps out on reload is never closed explicitly; disconnect when it is collected.
         self._finalizer = weakref.finalize(self, disconnect, client, uri)
@@ -110,13 +126,27 @@ class MilvusBackend:
                         f"Milvus at {public_uri(uri)} has no collection {collection!r}: it was dropped, or "
                         "this is not the Milvus the index was built into; configure that one or rebuild it"
                     )
-                dimension = _dimension(client.describe_collection(collection, timeout=TIMEOUT_S), collection)
+                description = client.describe_collection(collection, timeout=TIMEOUT_S)
+                dimension = _dimension(description, collection)
+                groups = attribute_groups(description)
                 client.load_collection(collection)  # no time limit: a large collection takes a while
                 count = _count(client, collection)
         except BaseException:
             disconnect(client, uri)
             raise
-        return cls(client, uri, collection, (count, dimension), index_type)
+        if groups is None:
+            log.warning(
+                "Milvus collection %r at %s was built before the filterable fields: filtered searches send "
+                "row lists (slower); rebuild the index (`fashion-search index build`) to filter in Milvus",
+                collection,
+                public_uri(uri),
+            )
+        return cls(client, uri, collection, (count, dimension), index_type, groups)
+
+    @property
+    def filterable(self) -> bool:
+        """Whether the collection holds the filterable fields (False: built before them)."""
+        return self._groups is not None
 
     @property
     def dimension(self) -> int:
@@ -127,17 +157,29 @@ class MilvusBackend:
         return self._count
 
     def search(
-        self, queries: np.ndarray, k: int, rows: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        rows: np.ndarray | None = None,
+        filters: SearchFilters | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Like FAISS: (scores float32 (n, k'), rows int64 (n, k')), -1 rows where fewer qualify."""
+        """Like FAISS: (scores float32 (n, k'), rows int64 (n, k')), -1 rows where fewer qualify. `filters`,
+        with `rows` the rows they keep (which bound k'), become a filter expression over the collection's
+        fields; `rows` alone (or a collection without the fields) become a row list."""
         n = len(queries)
         expression, parameters = "", dict[str, list[int]]()
-        if rows is not None:
+        if filters is not None and not filters.empty and self._groups is not None:
+            if rows is not None:
+                k = min(k, len(rows))
+            expression = filter_expression(filters, self._groups)
+        elif rows is not None:
             allowed = np.unique(np.asarray(rows, dtype=np.int64))
             allowed = allowed[(allowed >= 0) & (allowed < self._count)]
             k = min(k, len(allowed))
             if 0 < len(allowed) < self._count:
                 expression, parameters = row_filter(allowed, self._count, templated=not is_lite(self._uri))
+        elif filters is not None and not filters.empty:
+            raise ValueError(f"{self.location} has no filterable fields: pass the rows the filters keep")
         k = min(k, self._count, MAX_K)
         scores = np.full((n, max(k, 0)), -np.inf, dtype=np.float32)
         found = np.full((n, max(k, 0)), -1, dtype=np.int64)
@@ -195,10 +237,15 @@ class MilvusBackend:
         self._finalizer()
 
 
-def write_collection(uri: str, collection: str, vectors: np.ndarray, index_type: str) -> None:
-    """Create `collection` and fill it with `vectors` in row order: insert in batches, flush, index, load,
+def write_collection(
+    uri: str, collection: str, vectors: np.ndarray, index_type: str, fields: ScalarFields | None = None
+) -> None:
+    """Create `collection` and fill it with `vectors` in row order, and with `fields` (each row's filterable
+    values; without them the collection can filter by rows only): insert in batches, flush, index, load,
     check the count. On failure the collection is dropped again."""
     check_index_type(index_type)
+    if fields is not None and len(fields) != len(vectors):
+        raise ValueError(f"{len(vectors)} vectors but filterable fields for {len(fields)} rows")
     client = connect(uri)
     try:
         with translated("write", collection, uri):
@@ -207,9 +254,10 @@ def write_collection(uri: str, collection: str, vectors: np.ndarray, index_type:
                     f"Milvus at {public_uri(uri)} already has a collection {collection!r}; "
                     "refusing to overwrite it"
                 )
-            client.create_collection(collection, schema=_schema(client, vectors.shape[1]), timeout=TIMEOUT_S)
+            schema = _schema(client, vectors.shape[1], fields)
+            client.create_collection(collection, schema=schema, timeout=TIMEOUT_S)
             try:
-                _fill(client, uri, collection, vectors, index_type)
+                _fill(client, uri, collection, vectors, fields, index_type)
             except BaseException:
                 with contextlib.suppress(Exception):
                     client.drop_collection(collection, timeout=TIMEOUT_S)
@@ -237,21 +285,28 @@ def drop_collection(uri: str, collection: str) -> bool:
     return True
 
 
-def _schema(client: Any, dimension: int) -> Any:
+def _schema(client: Any, dimension: int, fields: ScalarFields | None) -> Any:
     from pymilvus import DataType
 
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field(ROW_FIELD, DataType.INT64, is_primary=True)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dimension)
+    if fields is not None:
+        fields.add_to(schema)
     return schema
 
 
-def _fill(client: Any, uri: str, collection: str, vectors: np.ndarray, index_type: str) -> None:
+def _fill(
+    client: Any, uri: str, collection: str, vectors: np.ndarray, fields: ScalarFields | None, index_type: str
+) -> None:
     batch = max(1, INSERT_BATCH_BYTES // (4 * vectors.shape[1]))
     started = last_log = time.monotonic()
     for start in range(0, len(vectors), batch):
         chunk = np.ascontiguousarray(vectors[start : start + batch], dtype=np.float32)
         entities = [{ROW_FIELD: start + i, VECTOR_FIELD: vector} for i, vector in enumerate(chunk)]
+        if fields is not None:
+            for entity in entities:
+                entity.update(fields.values(entity[ROW_FIELD]))
         client.insert(collection, entities, timeout=TIMEOUT_S)
         now = time.monotonic()
         if now - last_log >= LOG_EVERY_S:
@@ -262,6 +317,8 @@ def _fill(client: Any, uri: str, collection: str, vectors: np.ndarray, index_typ
     index = client.prepare_index_params()
     params = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION} if index_type == "HNSW" else {}
     index.add_index(VECTOR_FIELD, index_type=index_type, metric_type="IP", params=params)
+    if fields is not None:
+        fields.add_indexes(index)
     # Milvus Lite builds the index at once and lacks the call pymilvus waits with (AllocTimestamp).
     client.create_index(collection, index, sync=not is_lite(uri))
     client.load_collection(collection)

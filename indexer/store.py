@@ -181,13 +181,21 @@ class IndexStore:
             self._raw = raw
         return np.ascontiguousarray(self._raw[row], dtype=np.float32)
 
-    def search(self, vectors: np.ndarray, top_k: int, rows: np.ndarray | None = None) -> list[list[Hit]]:
+    def search(
+        self,
+        vectors: np.ndarray,
+        top_k: int,
+        rows: np.ndarray | None = None,
+        *,
+        filters: SearchFilters | None = None,
+    ) -> list[list[Hit]]:
         """Nearest items by inner product (cosine on normalised vectors), one list per query vector; an item
         with several images is found once, at its best image's score (`Hit.image` says which).
 
-        `rows` (vector rows, from `rows_for`) restricts the search to those rows inside the vector store (a
-        FAISS IDSelector, a Milvus filter expression), so a filtered search still returns top_k hits when at
-        least that many items qualify."""
+        `rows` (vector rows, from `rows_for`) restricts the search to those rows inside the vector store, so
+        a filtered search still returns top_k hits when at least that many items qualify. Give the `filters`
+        those rows came from too: FAISS searches within the rows (an IDSelector), a Milvus collection with
+        the items' fields takes the filters as an expression instead of a row list."""
         if vectors.ndim != 2 or vectors.shape[1] != self.manifest.dimension:
             raise ModelMismatchError(
                 f"query vectors have shape {vectors.shape}; the index expects (n, {self.manifest.dimension})"
@@ -200,7 +208,7 @@ class IndexStore:
             return [[] for _ in range(len(queries))]
         # Each item has at most `_most_images` rows, so that many times top_k rows hold top_k items.
         fetched = min(top_k * self._most_images, len(self._row_item) if rows is None else len(rows))
-        scores, rows_found = self._vectors.search(queries, fetched, rows)
+        scores, rows_found = self._vectors.search(queries, fetched, rows, filters)
         return [
             self._hits(score_row, row_row, top_k)
             for score_row, row_row in zip(scores, rows_found, strict=True)

@@ -3,6 +3,9 @@ Milvus (a collection per build, see indexer/milvus_backend.py). The manifest's `
 a Milvus address is never recorded: it comes from settings when the index is built or opened, and without
 one the build keeps Milvus Lite's data inside its own directory (`milvus.db`), so publishing and pruning
 builds work as for FAISS. Either way `vectors.npy` in the build stays the source of truth for updates.
+
+Filtered searches: FAISS searches within the rows `FilterColumns` keeps; a Milvus collection holds each
+row's filterable fields and takes the filters as an expression over them (indexer/milvus_fields.py).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +21,7 @@ import faiss
 import numpy as np
 
 from indexer import milvus_backend
+from indexer.filters import SearchFilters
 from indexer.manifest import (
     MILVUS_LITE_NAME,
     RAW_VECTORS_NAME,
@@ -25,8 +30,10 @@ from indexer.manifest import (
     IndexCorruptError,
     Manifest,
 )
+from indexer.metadata import ImageRow, ItemRecord
 from indexer.milvus_backend import MilvusBackend, collection_name
 from indexer.milvus_connection import VectorStoreError
+from indexer.milvus_fields import ScalarFields
 from indexer.publish import PARTIAL_SUFFIX
 from indexer.vector_index import build_vector_index, choose_factory, read_vector_index, search_params
 from models.errors import ConfigError, FashionSearchError
@@ -60,11 +67,16 @@ class VectorBackend(Protocol):
     def count(self) -> int: ...
 
     def search(
-        self, queries: np.ndarray, k: int, rows: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        rows: np.ndarray | None = None,
+        filters: SearchFilters | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`queries` float32 (n, d) -> (scores float32 (n, k'), rows int64 (n, k')), best first, k' <= k;
         rows are -1 (and their scores meaningless) where fewer than k' rows qualify. `rows` restricts the
-        search to those rows (int64 array); an empty array gives k' = 0."""
+        search to those rows (int64 array); an empty array gives k' = 0. `filters`, given with the rows they
+        keep, let a store that holds the items' fields filter by them instead (Milvus); FAISS uses `rows`."""
         ...
 
     def close(self) -> None: ...
@@ -96,8 +108,13 @@ class FaissBackend:
         return int(self._index.ntotal)
 
     def search(
-        self, queries: np.ndarray, k: int, rows: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        rows: np.ndarray | None = None,
+        filters: SearchFilters | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Within `rows` (an IDSelector); `filters` are ignored: `rows` are the rows they keep."""
         if rows is not None:
             k = min(k, len(rows))
         k = min(k, self.count)
@@ -151,17 +168,29 @@ def verify_vectors(backend: VectorBackend, build_dir: Path) -> None:
 
 
 def write_vectors(
-    build_dir: Path, vectors: np.ndarray, manifest: Manifest, milvus_uri: str | None = None
+    build_dir: Path,
+    vectors: np.ndarray,
+    manifest: Manifest,
+    milvus_uri: str | None = None,
+    *,
+    records: Sequence[ItemRecord],
+    image_rows: Sequence[ImageRow] = (),
 ) -> Manifest:
     """Write the searchable vectors of the build in `build_dir` (staging) to the manifest's store, with its
-    `index_type`; returns the manifest, for Milvus with the new collection's name (one per build)."""
+    `index_type`; returns the manifest, for Milvus with the new collection's name (one per build). The items
+    (`records`, rows 0..n-1) and their further images (`image_rows`, rows n..) give Milvus every row's
+    filterable fields."""
     check_vector_store(manifest.vector_store)
     if manifest.vector_store == "faiss":
         faiss.write_index(build_vector_index(manifest.index_type, vectors), str(build_dir / VECTORS_NAME))
         return manifest
     collection = collection_name(build_id(build_dir))
     milvus_backend.write_collection(
-        milvus_address(build_dir, milvus_uri), collection, vectors, manifest.index_type
+        milvus_address(build_dir, milvus_uri),
+        collection,
+        vectors,
+        manifest.index_type,
+        ScalarFields.of(records, image_rows),
     )
     return dataclasses.replace(manifest, collection=collection)
 

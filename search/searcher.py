@@ -148,7 +148,7 @@ class OutfitSearcher:
             categories = request.filters.categories or frozenset({record.category})
             filters = dataclasses.replace(request.filters, categories=categories)
             pool = max(self.pool_size, request.top_k) + 1
-            hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters))[0]
+            hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters), filters=filters)[0]
             found = [
                 Candidate(hit.item, hit.score, hit.image)
                 for hit in hits
@@ -195,7 +195,7 @@ class OutfitSearcher:
             return []
         filters = dataclasses.replace(request.filters, categories=wanted) if wanted else request.filters
         pool = max(self.pool_size, request.top_k)
-        hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters))[0]
+        hits = self.store.search(vector[None, :], pool, self.store.rows_for(filters), filters=filters)[0]
         return [Candidate(hit.item, hit.score, hit.image) for hit in hits]
 
     def _wanted(self, garment: Garment, request: SearchRequest) -> bool:

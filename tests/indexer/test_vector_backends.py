@@ -117,13 +117,14 @@ def test_faiss_and_milvus_give_the_same_scores(
     queries = np.concatenate(
         [tiny_embedder.embed_images([garment_image(seed) for seed in (100, 101, 102)]), _raw(built_index)[:5]]
     )
-    skirts = None
+    skirt = SearchFilters(categories=frozenset({"skirt"}))
     answers = []
     for index in (built_index, milvus_index):
         store = IndexStore.open(index)
         try:
-            skirts = store.rows_for(SearchFilters(categories=frozenset({"skirt"})))
-            answers.append((store.search(queries, top_k=12), store.search(queries, top_k=6, rows=skirts)))
+            skirts = store.rows_for(skirt)  # Milvus filters by its category field, FAISS within these rows
+            filtered = store.search(queries, top_k=6, rows=skirts, filters=skirt)
+            answers.append((store.search(queries, top_k=12), filtered))
         finally:
             store.close()
     (faiss_all, faiss_skirts), (milvus_all, milvus_skirts) = answers
@@ -179,7 +180,9 @@ def test_collection_that_disagrees_with_the_build_is_refused(milvus_index: Path,
     try:
         other = np.zeros(_raw(copy).shape[1], np.float32)
         other[0] = 1.0
-        client.upsert(collection, [{"row": 0, "vector": other}])
+        client.load_collection(collection)
+        (entity,) = client.get(collection, ids=[0], output_fields=["*"])  # with its filterable fields
+        client.upsert(collection, [{**entity, "vector": other}])
         client.flush(collection)
     finally:
         client.close()
