@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,6 +21,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from search.settings import Settings
 from service.log_format import REQUEST_ID
@@ -81,41 +83,60 @@ class ServiceMetrics:
 def install_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
     """Count and time every request by its route template (never the raw path: ids would explode the
     label set), tag it with a request id (the caller's X-Request-ID when sane, else a new one) that every
-    log line of the request carries (REQUEST_ID: the tasks and threads serving it copy the context), and log
-    one access line."""
-
-    @app.middleware("http")
-    async def _observe(request: Request, call_next):
-        given = request.headers.get("x-request-id", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        token = REQUEST_ID.set(request_id)
-        try:
-            started = time.perf_counter()
-            response = await call_next(request)
-            elapsed = time.perf_counter() - started
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            metrics.requests.labels(route, str(response.status_code)).inc()
-            metrics.latency.labels(route).observe(elapsed)
-            response.headers["X-Request-ID"] = request_id
-            log.info(
-                "request_id=%s method=%s route=%s status=%d ms=%.1f",
-                request_id,
-                request.method,
-                route,
-                response.status_code,
-                elapsed * 1000,
-                # the same as fields of a JSON line (FASHION_LOG_FORMAT=json)
-                extra={
-                    "method": request.method,
-                    "route": route,
-                    "status": response.status_code,
-                    "duration_ms": round(elapsed * 1000, 1),
-                },
-            )
-            return response
-        finally:
-            REQUEST_ID.reset(token)
+    log line of the request carries, and log one access line (ObservedRequests)."""
+    app.add_middleware(ObservedRequests, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
     def _metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class ObservedRequests:
+    """ASGI middleware. The request id (REQUEST_ID) is set for the whole exchange, answer included: the
+    tasks and threads that serve the request copy the context, and uvicorn's own access line, written as the
+    answer starts, runs inside it too. Time and the access line are taken when the answer starts (a session
+    stream counts until its headers, not for the hour it stays open)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                self.observe(scope, message["status"], time.perf_counter() - started)
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+    def observe(self, scope: Scope, status: int, elapsed_s: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.requests.labels(route, str(status)).inc()
+        self.metrics.latency.labels(route).observe(elapsed_s)
+        log.info(
+            "method=%s route=%s status=%d ms=%.1f",  # text lines show the request id before the message
+            scope["method"],
+            route,
+            status,
+            elapsed_s * 1000,
+            # the same as fields of a JSON line (FASHION_LOG_FORMAT=json)
+            extra={
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed_s * 1000, 1),
+            },
+        )

@@ -3,7 +3,9 @@ No Docker engine runs here, so the stack is checked as files: parsed, cross-chec
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +16,7 @@ import yaml
 from pydantic import BaseModel
 
 from search.settings import Settings
+from service.shop_routes import router as shop_router
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -40,8 +43,24 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     return {str(name): str(value) for name, value in env.items()}
 
 
+def dockerfile() -> dict[str, list[str]]:
+    """The Dockerfile's instructions (continuation lines joined): name -> the argument of each."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, argument = line.strip().partition(" ")
+            found.setdefault(name.upper(), []).append(argument.strip())
+    return found
+
+
+def image_env() -> dict[str, str]:
+    pairs = [pair for argument in dockerfile().get("ENV", []) for pair in shlex.split(argument)]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def exposed_port() -> int:
-    ports = re.findall(r"^EXPOSE\s+(\d+)", (ROOT / "Dockerfile").read_text(encoding="utf-8"), re.M)
+    ports = dockerfile()["EXPOSE"]
     assert len(ports) == 1, ports
     return int(ports[0])
 
@@ -113,6 +132,25 @@ def test_replicas_build_the_image_and_wait_for_index_and_redis(compose: dict[str
         assert "entrypoint" not in replica  # the image's `fashion-search serve`
 
 
+def test_the_image_and_the_stack_agree_on_port_command_and_index(compose: dict[str, Any]) -> None:
+    env = image_env()
+    port = exposed_port()
+    assert int(env["FASHION_PORT"]) == port and env["FASHION_HOST"] == "0.0.0.0"
+    index_dir = env["FASHION_INDEX_DIR"]
+    (entrypoint,) = dockerfile()["ENTRYPOINT"]
+    assert 'fashion-search serve --index "$FASHION_INDEX_DIR"' in " ".join(json.loads(entrypoint))
+    image_volumes = set(json.loads(dockerfile()["VOLUME"][0]))
+    job = services(compose)["index"]
+    built = re.search(r"fashion-search index build .*--out (\S+)", " ".join(job["entrypoint"]))
+    assert built is not None and built.group(1) == index_dir  # the job publishes what the replicas serve
+    for service in (job, *(services(compose)[name] for name in REPLICAS)):
+        assert environment(service).get("FASHION_INDEX_DIR", index_dir) == index_dir
+        mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
+        assert image_volumes <= mounts.keys()  # nothing the image keeps as a volume is left anonymous
+        holder = max((m for m in mounts if index_dir.startswith(m.rstrip("/") + "/")), key=len)
+        assert mounts[holder] == "index"  # the same named volume in the job and every replica
+
+
 def test_the_index_job_builds_the_demo_catalogue(compose: dict[str, Any]) -> None:
     job = services(compose)["index"]
     command = " ".join(job["entrypoint"])
@@ -145,15 +183,34 @@ def test_nginx_config_balances_both_replicas_and_streams_sessions() -> None:
     servers = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", upstream.group(1), re.M)
     assert sorted(servers) == [(name, str(exposed_port())) for name in REPLICAS]
     assert not re.search(r"\b(ip_hash|hash|sticky)\b", upstream.group(1))  # round robin
-    sessions = re.search(r"location\s+/v1/sessions/\s*\{(.*?)\}", text, re.S)
-    assert sessions is not None
-    assert re.search(r"proxy_buffering\s+off;", sessions.group(1))
-    assert re.search(r"proxy_read_timeout\s+1h;", sessions.group(1))
+    stream = re.search(r"location\s+~\s+(\S+)\s*\{(.*?)\}", text, re.S)
+    assert stream is not None
+    stream_path = re.compile(stream.group(1))
+    assert stream_path.match("/v1/sessions/3f2a9c/stream") and not stream_path.match("/v1/sessions/3f2a9c")
+    routes = {getattr(route, "path", None) for route in shop_router.routes}
+    assert "/v1/sessions/{session_id}/stream" in routes  # the service's route that location stands for
+    assert re.search(r"proxy_buffering\s+off;", stream.group(2))
+    read_timeout = re.search(r"proxy_read_timeout\s+(\d+)h;", stream.group(2))
+    assert read_timeout is not None and int(read_timeout.group(1)) * 3600 > 10 * Settings().stream_ping_s
     assert "X-Forwarded-For $proxy_add_x_forwarded_for" in text
+
+
+def test_nginx_limits_stay_clear_of_the_service_limits(compose: dict[str, Any]) -> None:
+    """Bodies: nginx takes more than the largest body any route accepts, so the service answers its own 413
+    (problem details). Idle upstream connections: nginx drops them before a replica closes them."""
+    text = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
     limit = re.search(r"client_max_body_size\s+(\d+)m;", text)
     assert limit is not None
     defaults = Settings()
-    assert int(limit.group(1)) * MiB >= defaults.max_upload_bytes + defaults.max_batch_body_bytes
+    bodies = ("max_upload_bytes", "max_json_body_bytes", "max_admin_body_bytes", "max_batch_body_bytes")
+    assert int(limit.group(1)) * MiB > max(getattr(defaults, name) for name in bodies)
+    idle = re.search(r"upstream\s+\w+\s*\{[^}]*keepalive_timeout\s+(\d+)s;", text)
+    assert idle is not None
+    for name in REPLICAS:
+        env = environment(services(compose)[name])
+        for setting in ("keep_alive_timeout_s", "header_timeout_s"):
+            replica_s = float(env.get(f"FASHION_{setting.upper()}", getattr(defaults, setting)))
+            assert int(idle.group(1)) < replica_s, setting
 
 
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -97,6 +98,67 @@ def test_the_real_app_access_line_has_the_generated_request_id(
     assert access[0]["route"] == "/v1/items/{item_id}" and access[0]["status"] == 404
 
 
+def test_text_lines_show_the_request_id_inside_a_request() -> None:
+    stream = io.StringIO()
+    handler = log_handler("text", stream)
+    logger = logging.getLogger("service.test.text")
+    logger.addHandler(handler)
+    try:
+        logger.warning("outside")
+        token = REQUEST_ID.set("rid-9")
+        try:
+            logger.warning("inside")
+        finally:
+            REQUEST_ID.reset(token)
+    finally:
+        logger.removeHandler(handler)
+    outside, inside = stream.getvalue().splitlines()
+    assert outside.endswith(" WARNING service.test.text: outside")
+    assert inside.endswith(" WARNING service.test.text [rid-9]: inside")
+
+
+def test_the_request_id_spans_the_answer_and_streams_keep_theirs(json_log: io.StringIO) -> None:
+    """uvicorn's access line is written in the ASGI send of the answer's start, and a streamed body is sent
+    after the route returned: both still see the request's id."""
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+    install_metrics(app, ServiceMetrics())
+    seen: list[str | None] = []
+
+    @app.get("/stream")
+    def stream() -> StreamingResponse:
+        def chunks() -> Iterator[bytes]:
+            seen.append(REQUEST_ID.get())
+            yield b"data: 1\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    async def send_logger(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            seen.append(REQUEST_ID.get())
+
+    wrapped = app.middleware_stack or app.build_middleware_stack()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": "/stream", "raw_path": b"/stream", "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"test"), (b"x-request-id", b"sse-1")], "client": ("127.0.0.1", 1),
+        "server": ("test", 80), "state": {},
+    }  # fmt: skip
+    received = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        for message in received:
+            return message
+        await anyio.sleep_forever()  # the client stays for the whole stream
+        raise AssertionError("unreachable")
+
+    anyio.run(wrapped, scope, receive, send_logger)
+    assert seen == ["sse-1", "sse-1"]
+    access = next(line for line in lines(json_log) if line["logger"] == "service.access")
+    assert access["request_id"] == "sse-1" and access["route"] == "/stream"
+
+
 def test_configure_logging_replaces_the_root_handlers() -> None:
     root = logging.getLogger()
     saved, level = list(root.handlers), root.level
@@ -143,6 +205,9 @@ def test_serve_writes_json_lines(tmp_path: Path) -> None:
         answer = httpx.get(f"{base}/v1/items/nope", headers={"X-Request-ID": "e2e-7"}, timeout=10)
         assert answer.status_code == 404
     logged = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    assert any(line["logger"].startswith("uvicorn") for line in logged)  # uvicorn's own lines too
-    access = [line for line in logged if line["logger"] == "service.access"]
-    assert any(line["request_id"] == "e2e-7" and line["status"] == 404 for line in access)
+    assert any(line["logger"] == "uvicorn.error" for line in logged)  # uvicorn's own lines too
+    ours = [line for line in logged if line["request_id"] == "e2e-7"]
+    access = next(line for line in ours if line["logger"] == "service.access")
+    assert access["status"] == 404 and access["route"] == "/v1/items/{item_id}"
+    uvicorn_access = next(line for line in ours if line["logger"] == "uvicorn.access")
+    assert "/v1/items/nope" in uvicorn_access["message"]  # written as the answer starts, in its context
