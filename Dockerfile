@@ -1,7 +1,10 @@
-# Production image: CPU-only torch, non-root user, `fashion-search serve` as the entry point.
+# Production image: no PyTorch (the shipped networks run on ONNX Runtime), non-root user,
+# `fashion-search serve` as the entry point.
 # Weights and the index are volumes (see README "Docker"):
 #   /data/index    the directory that holds the index link written by `fashion-search index build`
-#   /models        open_clip weights (a local-dir: folder or a checkpoint file), when not using the demo model
+#   /models        open_clip weights (a local-dir: folder or a checkpoint file), for an open_clip embedder
+# An open_clip embedder (FASHION_EMBEDDER__KIND=open_clip) or the PyTorch runtime needs PyTorch: build with
+#   docker build --build-arg EXTRAS='[open_clip]' .     (or '[train]', '[open_clip,train]'; about +5 GB)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,16 +16,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FASHION_INDEX_DIR=/data/index/current
 
 WORKDIR /app
-# CPU wheels of torch/torchvision first, so the project install does not pull the CUDA build.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.14.1 torchvision==0.29.1
+ARG EXTRAS=""
 COPY pyproject.toml README.md ./
 COPY models ./models
 COPY indexer ./indexer
 COPY search ./search
 COPY service ./service
 COPY scripts ./scripts
-RUN pip install . && useradd --create-home --uid 10001 fashion && mkdir -p /data/index /models \
+RUN pip install ".$EXTRAS" && useradd --create-home --uid 10001 fashion && mkdir -p /data/index /models \
     && chown -R fashion /data
 
 USER fashion

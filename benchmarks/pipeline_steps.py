@@ -43,7 +43,7 @@ from indexer.store import IndexStore
 from models.detector import FallbackDetector, FullFrameDetector, Garment
 from models.fashion_net import FashionNetEmbedder
 from models.images import decode_image
-from models.parser.detector import ParserDetector, mirrored
+from models.parser.detector import ParserDetector
 from models.parser.instances import Instance
 from models.spec import SHIPPED_EMBEDDER, SHIPPED_PARSER
 from scripts.demo_catalog import generate_catalog
@@ -68,10 +68,18 @@ class WholePhotoMasks(ParserDetector):
 
 
 def unfused(parser: ParserDetector, embedder: FashionNetEmbedder) -> None:
-    """Undo the batch-norm folding (the PyTorch path before this work)."""
-    network = parser.network.to(memory_format=torch.channels_last)
-    parser._logits = (lambda pixels: network(mirrored(pixels))) if parser.flip else network
-    embedder._embed = embedder._model.embed
+    """Undo the batch-norm folding (the PyTorch path before this work): the graphs as trained, on PyTorch."""
+    from models.graphs import graph_for
+
+    def on_torch(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+        def run(pixels: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return module(torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))).numpy()
+
+        return run
+
+    parser._logits = on_torch(graph_for(parser.weights_path).module)
+    embedder._embed = on_torch(graph_for(SHIPPED_EMBEDDER).module)
 
 
 def configurations(settings: Settings) -> dict[str, Callable[[], tuple[Any, FashionNetEmbedder]]]:

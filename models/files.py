@@ -22,7 +22,7 @@ def file_digest(path: Path) -> str:
 def read_weights_metadata(path: Path) -> dict[str, str]:
     """The string metadata of a safetensors weights file; ModelMismatchError when it is not one."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:  # metadata only: no PyTorch
             return dict(handle.metadata() or {})
     except (SafetensorError, OSError) as exc:
         raise ModelMismatchError(f"{path} is not a readable safetensors file: {exc}") from exc

@@ -1,95 +1,86 @@
-"""ONNX Runtime inference for the shipped networks, chosen by setting (`runtime="onnx"`; PyTorch stays the
-default path and the reference). The network is exported in memory from the loaded PyTorch module when
-the model loads (about a second), so the weights file stays the single source of truth and no exported
-file can drift from it. ONNX Runtime folds batch norms into convolutions and runs the whole graph
-(including softmax and argmax heads) on its own thread pool."""
+"""ONNX Runtime inference of a shipped network from the `.onnx` file beside its weights, without PyTorch.
+
+`scripts/export_onnx.py` (models.onnx_export) writes `<name>.onnx` next to `<name>.safetensors` and records
+in it the SHA-256 of the weights it came from; loading refuses an export that is missing or stale (the
+weights changed since), saying how to make it again. ONNX Runtime folds batch norms into convolutions and
+runs the graph on its own thread pool."""
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
-from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from models.errors import ConfigError
+from models.errors import ConfigError, ModelMismatchError, WeightsNotFoundError
+from models.files import file_digest
 
 log = logging.getLogger(__name__)
-RUNTIMES = ("torch", "onnx")
-OPSET = 17
+WEIGHTS_SHA256 = "weights_sha256"  # the ONNX model's metadata key: digest of the weights it was exported from
+EXPORT_COMMAND = "python scripts/export_onnx.py --weights {weights}"
+HOW_TO_EXPORT = (
+    "run `{command}` (needs PyTorch: pip install 'fashion-search[train]'), or set the runtime to 'torch'"
+)
 
 
-def check_runtime(runtime: str) -> str:
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    return runtime
+def onnx_path(weights: Path) -> Path:
+    """Where the ONNX export of a weights file lives: beside it, `<name>.onnx`."""
+    return Path(weights).with_suffix(".onnx")
 
 
-class OnnxModule:
-    """A torch module exported to ONNX and run by ONNX Runtime: numpy arrays in, numpy arrays out.
+def report_path(weights: Path) -> Path:
+    """The export's report (digests, versions, ONNX vs PyTorch difference): `<name>.onnx.json`."""
+    return Path(weights).with_suffix(".onnx.json")
 
-    `example` fixes the input shape except for the axes named in `dynamic` (input axis index -> name),
-    which the exported graph accepts at any size (e.g. the batch axis).
-    """
 
-    def __init__(
-        self,
-        module: nn.Module,
-        example: torch.Tensor,
-        output_names: Sequence[str],
-        threads: int = 0,
-        dynamic: dict[int, str] | None = None,
-    ) -> None:
+def how_to_export(weights: Path) -> str:
+    return HOW_TO_EXPORT.format(command=EXPORT_COMMAND.format(weights=weights))
+
+
+class OnnxNetwork:
+    """The exported network of `weights`: float32 pixels in, its one output out (numpy arrays)."""
+
+    def __init__(self, weights: Path, threads: int = 0) -> None:
         try:
             import onnxruntime
         except ImportError as exc:
             raise ConfigError(
-                "runtime 'onnx' needs onnxruntime and onnx (project dependencies): pip install onnxruntime "
-                "onnx, or set the runtime to 'torch'"
+                "runtime 'onnx' needs onnxruntime (a project dependency): pip install onnxruntime, "
+                "or set the runtime to 'torch'"
             ) from exc
         if threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = one per core), got {threads}")
-        self.output_names = tuple(output_names)
-        axes = {"pixels": dict(dynamic or {})}
-        axes.update({name: {0: axes["pixels"][0]} for name in output_names if 0 in axes["pixels"]})
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():  # load time only: the TorchScript exporter's deprecation notice
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module.eval(),
-                (example,),
-                buffer,  # type: ignore[arg-type]  # the TorchScript exporter takes file objects
-                input_names=["pixels"],
-                output_names=list(output_names),
-                dynamic_axes=axes,
-                opset_version=OPSET,
-                dynamo=False,
+        path = onnx_path(weights)
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"{path}, the ONNX export of {weights}, does not exist: {how_to_export(weights)}"
             )
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # No busy-waiting between runs: the service shares its cores with PyTorch, FAISS and other requests.
+        # No busy-waiting between runs: the service shares its cores with FAISS and other requests.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3  # errors only, not notes on nodes the optimiser leaves as they are
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = onnxruntime.InferenceSession(
-            buffer.getvalue(), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self._session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own untyped errors for bad files
+            raise ModelMismatchError(
+                f"{path} is not a loadable ONNX model ({exc}): {how_to_export(weights)}"
+            ) from exc
+        recorded = self._session.get_modelmeta().custom_metadata_map.get(WEIGHTS_SHA256, "")
+        actual = file_digest(Path(weights))
+        if recorded != actual:
+            raise ModelMismatchError(
+                f"{path} is stale: it was exported from weights with SHA-256 {recorded[:12] or '(none)'}..., "
+                f"but {weights} has {actual[:12]}...; {how_to_export(weights)}"
+            )
+        self.input_name = self._session.get_inputs()[0].name
+        self.output_name = self._session.get_outputs()[0].name
+        log.debug("ONNX network %s loaded (%d threads)", path, threads)
 
-    def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
-        outputs = self._session.run(list(self.output_names), {"pixels": np.ascontiguousarray(pixels)})
-        return [np.asarray(output) for output in outputs]
-
-
-def fuse_conv_bn(module: nn.Module) -> nn.Module:
-    """An eval-mode copy of `module` with each batch norm folded into the convolution before it (the
-    PyTorch path's share of what ONNX Runtime does). Falls back to `module` when it cannot be traced."""
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        return fuse(module.eval())
-    except Exception as exc:  # noqa: BLE001 - tracing limits vary by model; the unfused module is correct
-        log.warning("conv/batch-norm fusion skipped for %s: %s", type(module).__name__, exc)
-        return module
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: np.ascontiguousarray(pixels, dtype=np.float32)}
+        return np.asarray(self._session.run([self.output_name], feed)[0])

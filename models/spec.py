@@ -18,6 +18,11 @@ SHIPPED_PARSER = WEIGHTS_DIR / "garment-parser-v3.safetensors"
 SHIPPED_PARSER_FLIP = False
 SHIPPED_PARSER_MIN_SCORE = 0.5
 SHIPPED_MULTITASK = WEIGHTS_DIR / "fashion-net-v3.safetensors"  # embedding + attribute heads + product gate
+SHIPPED_PARSER_V2 = (
+    WEIGHTS_DIR / "garment-parser-v2.safetensors"
+)  # v3's predecessor, still loadable by setting
+# Every weights file that ships with an ONNX export beside it (scripts/export_onnx.py writes them all).
+SHIPPED_NETWORKS = (SHIPPED_MULTITASK, SHIPPED_EMBEDDER, SHIPPED_PARSER, SHIPPED_PARSER_V2)
 # The fashion-net weights used when none are named: v3 (v1 stays for comparison and as v3's starting point).
 DEFAULT_FASHION_NET = SHIPPED_MULTITASK
 EMBEDDER_KINDS = ("fashion-net", "open_clip")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11) and install the project with its dev tools. Idempotent: it reinstalls only
+# Create .venv (Python 3.11) and install the project with its dev tools ('.[dev]', which includes the `train`
+# and `open_clip` extras: PyTorch, for the tests of every runtime). Idempotent: it reinstalls only
 # when pyproject.toml changes. Offline-friendly: torch/torchvision come from the machine's local wheels
 # where pip is configured for them; everything else from the package index.
 set -euo pipefail

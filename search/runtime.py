@@ -17,16 +17,20 @@ from search.settings import Settings
 
 
 def apply_threads(settings: Settings) -> None:
-    """Set the process-wide PyTorch and FAISS thread counts (see `torch_threads`, `faiss_threads`)."""
+    """Set the process-wide FAISS and PyTorch thread counts (see `torch_threads`, `faiss_threads`). PyTorch's
+    only where it runs: a network on the torch runtime or an open_clip embedder (the ONNX Runtime path of
+    the shipped networks never imports it)."""
     import faiss
-    import torch
+
+    from models.runtime import use_torch_threads
 
     faiss.omp_set_num_threads(settings.faiss_threads)
     threads = settings.torch_threads
     if threads == 0 and settings.detector_runtime == "onnx" and settings.embedder.runtime == "onnx":
         threads = 1
-    if threads:
-        torch.set_num_threads(threads)
+    parser_on_torch = settings.detector == "garment-parser" and settings.detector_runtime == "torch"
+    embedder_on_torch = settings.embedder.kind == "open_clip" or settings.embedder.runtime == "torch"
+    use_torch_threads(threads, required=parser_on_torch or embedder_on_torch)
 
 
 def build_embedder(settings: Settings) -> Embedder:

@@ -33,93 +33,38 @@ from torch.nn import functional as F
 
 from models.errors import ModelMismatchError, WeightsNotFoundError
 from models.fashion_net.data import Sample, to_input
-from models.fashion_net.network import ARCHITECTURE as V1_ARCHITECTURE
-from models.fashion_net.network import GeM, network_metadata
-from models.files import read_weights_metadata, require_weights
-from models.spec import MULTITASK_FORMAT
-
-FORMAT = MULTITASK_FORMAT
-ARCHITECTURE = "fashion-net-v3-mnv3s"
-DIMENSION = 256
-INPUT_SIZE = 112
-TRUNK_CHANNELS = 576
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IGNORE_INDEX = -100
-TRAIN_COMMAND = (
-    "python -m models.fashion_net.train_v3 --fpi ../shared/data/fpi-train --clothing ../shared/data/clothing "
-    "--ccp ../shared/data/ccp --out {path} --minutes 70 --seed 0 --threads 1"
+from models.fashion_net.metadata import (
+    ARCHITECTURE,
+    ARTICLE_LABELS,
+    CATEGORY_LABELS,
+    CLOTHING_ARTICLE,
+    COLOUR_LABELS,
+    DIMENSION,
+    FORMAT,
+    FPI_ARTICLES,
+    HEAD_SOURCES,
+    HEADS,
+    IGNORE_INDEX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INPUT_SIZE,
+    TRAIN_COMMAND,
+    TRUNK_CHANNELS,
+    V1_ARCHITECTURE,
+    network_metadata,
+    read_multitask_metadata,
 )
+from models.fashion_net.network import GeM
+from models.files import read_weights_metadata
 
-# --- label spaces -----------------------------------------------------------------------------------
-# Values are the retrieval taxonomy's (models/attributes/taxonomy.json) wherever it has the group. A
-# head lists only values that have training labels: taxonomy values with no source (colour "light blue",
-# style "business"/"evening"/..., pattern "camouflage"/"animal"/..., sleeve "three-quarter") are absent.
-
-CATEGORY_LABELS = (
-    "top", "outerwear", "dress", "trousers", "shorts", "skirt", "footwear", "bag", "hat", "scarf", "belt",
-    "eyewear", "other",
-)  # fmt: skip
-# fpi articleTypes with >= 20 products in the fpi training split (validation ids excluded), then the
-# clothing/CCP labels that have no fpi equivalent (the equivalents are merged: see CLOTHING_ARTICLE).
-FPI_ARTICLES = (
-    "Backpacks", "Bangle", "Belts", "Boxers", "Bra", "Bracelet", "Briefs", "Camisoles", "Capris", "Caps",
-    "Casual Shoes", "Clutches", "Cufflinks", "Dresses", "Duffel Bag", "Dupatta", "Earrings", "Flats",
-    "Flip Flops", "Formal Shoes", "Handbags", "Heels", "Innerwear Vests", "Jackets", "Jeans", "Jeggings",
-    "Jewellery Set", "Kurta Sets", "Kurtas", "Kurtis", "Laptop Bag", "Leggings", "Lounge Pants",
-    "Mobile Pouch", "Necklace and Chains", "Night suits", "Nightdress", "Patiala", "Pendant", "Ring",
-    "Sandals", "Sarees", "Scarves", "Shirts", "Shorts", "Skirts", "Socks", "Sports Shoes", "Stoles",
-    "Sunglasses", "Ties", "Tops", "Track Pants", "Trousers", "Trunk", "Tshirts", "Tunics", "Wallets",
-    "Watches",
-)  # fmt: skip
-CLOTHING_ONLY_ARTICLES = (
-    "Bag", "Blazer", "Blouse", "Body", "Hat", "Hoodie", "Longsleeve", "Outwear", "Pants", "Polo", "Shoes",
-    "Undershirt",
-)  # fmt: skip
-ARTICLE_LABELS = FPI_ARTICLES + CLOTHING_ONLY_ARTICLES
-# clothing-dataset / CCP training label -> the fpi articleType that names the same garment.
-CLOTHING_ARTICLE = {
-    "T-Shirt": "Tshirts", "Shirt": "Shirts", "Dress": "Dresses", "Shorts": "Shorts", "Skirt": "Skirts",
-    "Top": "Tops", "Scarf": "Scarves",
-}  # fmt: skip
-COLOUR_LABELS = (
-    "black", "white", "grey", "cream", "beige", "khaki", "brown", "red", "burgundy", "pink", "orange",
-    "yellow", "olive", "green", "teal", "blue", "navy", "purple", "lilac",
-)  # fmt: skip
-GENDER_LABELS = ("women", "men", "unisex", "girls", "boys")
-STYLE_LABELS = ("casual", "smart casual", "formal", "party", "sporty", "outdoor")
-SEASON_LABELS = ("spring", "summer", "fall", "winter")
-PATTERN_LABELS = ("solid", "striped", "checked", "floral", "dotted", "graphic")
-FOOTWEAR_LABELS = ("sneaker", "boot", "heel", "pump", "sandal", "slide", "flat", "loafer", "oxford")
-SLEEVE_LABELS = ("sleeveless", "short", "long")
-GATE_LABELS = ("product", "scene")
-
-HEADS: dict[str, tuple[str, ...]] = {
-    "category": CATEGORY_LABELS,
-    "article": ARTICLE_LABELS,
-    "colour": COLOUR_LABELS,
-    "gender": GENDER_LABELS,
-    "style": STYLE_LABELS,
-    "season": SEASON_LABELS,
-    "pattern": PATTERN_LABELS,
-    "footwear_type": FOOTWEAR_LABELS,
-    "sleeve_length": SLEEVE_LABELS,
-    "gate": GATE_LABELS,
-}
-# Which training sources give each head labels ("fpi" catalogue products, "clothing" photos, "ccp"
-# street garment crops, "scene" whole CCP training photos). Every other source is ignore_index.
-HEAD_SOURCES: dict[str, tuple[str, ...]] = {
-    "category": ("fpi", "clothing", "ccp"),
-    "article": ("fpi", "clothing", "ccp"),
-    "colour": ("fpi",),
-    "gender": ("fpi",),
-    "style": ("fpi",),  # from usage
-    "season": ("fpi",),
-    "pattern": ("fpi",),  # weak: title words only
-    "footwear_type": ("fpi", "ccp"),
-    "sleeve_length": ("fpi", "clothing", "ccp"),
-    "gate": ("fpi", "clothing", "scene"),
-}
+# The label spaces and the metadata check live in `models.fashion_net.metadata` (no PyTorch); named here too
+# for the training recipe, benchmarks and tests.
+__all__ = [
+    "ARCHITECTURE", "ARTICLE_LABELS", "CATEGORY_LABELS", "CLOTHING_ARTICLE", "COLOUR_LABELS", "DIMENSION",
+    "FORMAT", "FPI_ARTICLES", "HEAD_SOURCES", "HEADS", "IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD",
+    "INPUT_SIZE", "TRAIN_COMMAND", "MultiTaskNet", "Part", "fit_temperatures", "init_from_v1",
+    "load_multitask", "predict", "read_multitask_metadata", "save_multitask",
+]  # fmt: skip
 
 
 class MultiTaskNet(nn.Module):
@@ -287,52 +232,6 @@ def save_multitask(
         "training": json.dumps(training or {}),
     }
     save_file(state, str(path), metadata=metadata)
-
-
-def read_multitask_metadata(path: Path) -> dict[str, Any]:
-    """The parsed, checked metadata of a v3 weights file (heads, sources, temperatures, preprocessing)."""
-    path = require_weights(path, "fashion-net-v3", TRAIN_COMMAND, "models/weights/fashion-net-v3.md")
-    raw = read_weights_metadata(path)
-    if raw.get("format") != FORMAT or raw.get("architecture") != ARCHITECTURE:
-        raise ModelMismatchError(
-            f"{path} was saved as format={raw.get('format')!r} architecture={raw.get('architecture')!r}; "
-            f"this loader expects {FORMAT!r} / {ARCHITECTURE!r}"
-        )
-    try:
-        parsed: dict[str, Any] = {
-            "dimension": int(raw["dimension"]),
-            "input_size": int(raw["input_size"]),
-            "mean": [float(v) for v in json.loads(raw["mean"])],
-            "std": [float(v) for v in json.loads(raw["std"])],
-            "heads": {k: tuple(v) for k, v in json.loads(raw["heads"]).items()},
-            "head_sources": {k: tuple(v) for k, v in json.loads(raw.get("head_sources", "{}")).items()},
-            "temperatures": {k: float(v) for k, v in json.loads(raw["temperatures"]).items()},
-            "training": json.loads(raw.get("training", "{}")),
-        }
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise ModelMismatchError(f"{path} has missing or malformed metadata: {exc!r}") from exc
-    if parsed["dimension"] != DIMENSION or parsed["input_size"] != INPUT_SIZE:
-        raise ModelMismatchError(
-            f"{path} has dimension={parsed['dimension']} input_size={parsed['input_size']}; "
-            f"{ARCHITECTURE} is dimension {DIMENSION}, input {INPUT_SIZE} px"
-        )
-    if len(parsed["mean"]) != 3 or len(parsed["std"]) != 3 or min(parsed["std"]) <= 0:
-        raise ModelMismatchError(f"{path} has bad mean/std: {parsed['mean']} / {parsed['std']}")
-    heads = parsed["heads"]
-    if list(heads) != list(HEADS):
-        raise ModelMismatchError(f"{path} has heads {list(heads)}; this code expects {list(HEADS)}")
-    for name, labels in HEADS.items():
-        if heads[name] != labels:
-            raise ModelMismatchError(
-                f"{path} head {name!r} has labels {list(heads[name])}; this code expects {list(labels)}"
-            )
-    temperatures = parsed["temperatures"]
-    bad = {k: v for k, v in temperatures.items() if not (math.isfinite(v) and v > 0)}
-    if set(temperatures) != set(HEADS) or bad:
-        raise ModelMismatchError(
-            f"{path} temperatures {temperatures} must be positive and cover every head {list(HEADS)}"
-        )
-    return parsed
 
 
 def load_multitask(path: Path, device: str = "cpu") -> MultiTaskNet:

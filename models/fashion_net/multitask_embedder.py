@@ -1,5 +1,6 @@
 """fashion-net-v3 at inference: one forward pass gives the retrieval embedding and every attribute head's
-calibrated probabilities (the heads' `HeadOutput`), behind the same `Embedder` interface as v1."""
+calibrated probabilities (the heads' `HeadOutput`), behind the same `Embedder` interface as v1. The graph
+(`models.graphs.PackedHeads`) divides each head's logits by its temperature; the softmax is here."""
 
 from __future__ import annotations
 
@@ -7,29 +8,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from models.embedding import HeadOutput
 from models.fashion_net.embedder import FashionNetEmbedder
-from models.fashion_net.multitask import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, MultiTaskNet, load_multitask
-from models.runtime import compile_network
-
-
-class _Packed(torch.nn.Module):
-    """The network as one output for export: [embedding | head 1 logits / T1 | head 2 ...], in eval mode."""
-
-    def __init__(self, model: MultiTaskNet) -> None:
-        super().__init__()
-        self.model = model
-        self.scales = [1.0 / model.temperatures[name] for name in model.head_labels]
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        embedding, logits = self.model(pixels)
-        scaled = [
-            logits[name] * scale for name, scale in zip(self.model.head_labels, self.scales, strict=True)
-        ]
-        return torch.cat([embedding, *scaled], dim=1)
+from models.fashion_net.metadata import read_multitask_metadata
+from models.runtime import load_network
 
 
 class MultiTaskEmbedder(FashionNetEmbedder):
@@ -37,17 +21,13 @@ class MultiTaskEmbedder(FashionNetEmbedder):
     same options, preprocessing and identity (`fashion-net:<stem>#<digest>`) as v1's embedder."""
 
     def _load(self, weights_path: Path, threads: int) -> None:
-        model = load_multitask(weights_path, self._device)
-        self._head_labels = dict(model.head_labels)
-        self._input_size = INPUT_SIZE
-        self._dimension = model.dimension
+        metadata = read_multitask_metadata(weights_path)
+        self._head_labels: dict[str, tuple[str, ...]] = dict(metadata["heads"])
+        self._input_size = int(metadata["input_size"])
+        self._dimension = int(metadata["dimension"])
         self._sizes = [len(labels) for labels in self._head_labels.values()]
-        example = torch.zeros(2, 3, self._input_size, self._input_size)
-        self._embed = compile_network(
-            _Packed(model), self.runtime, threads, example, "packed", dynamic={0: "n"}
-        )
-        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self._embed = load_network(weights_path, self.runtime, threads, self._device)
+        self._set_normalisation(metadata["mean"], metadata["std"])
 
     @property
     def head_labels(self) -> Mapping[str, tuple[str, ...]]:
@@ -79,4 +59,4 @@ class MultiTaskEmbedder(FashionNetEmbedder):
         return np.ascontiguousarray(self._forward(images)[:, : self._dimension], dtype=np.float32)
 
     def _forward(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self._run_network(images).float().cpu().numpy()
+        return np.asarray(self._run_network(images), dtype=np.float32)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torchvision
+from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
-ARCHITECTURE = "fashion-net-mnv3s"
-DEFAULT_DIMENSION = 256
-DEFAULT_INPUT_SIZE = 112
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from models.errors import ModelMismatchError
+from models.fashion_net.metadata import (
+    DEFAULT_DIMENSION,
+    DEFAULT_INPUT_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    network_metadata,
+    read_v1_metadata,
+)
+from models.fashion_net.metadata import V1_ARCHITECTURE as ARCHITECTURE
+
+__all__ = [
+    "ARCHITECTURE", "DEFAULT_DIMENSION", "DEFAULT_INPUT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD",
+    "CosineClassifier", "FashionNet", "GeM", "load_fashion_net", "network_metadata",
+]  # fmt: skip
 
 
 class GeM(nn.Module):
@@ -66,14 +76,15 @@ class CosineClassifier(nn.Module):
         return self.scale * cosine
 
 
-def network_metadata(
-    architecture: str, dimension: int, input_size: int, mean: Sequence[float], std: Sequence[float]
-) -> dict[str, str]:
-    """What a weights file says about its network and preprocessing (checked again on load)."""
-    return {
-        "architecture": architecture,
-        "dimension": str(dimension),
-        "input_size": str(input_size),
-        "mean": json.dumps(list(mean)),
-        "std": json.dumps(list(std)),
-    }
+def load_fashion_net(path: Path) -> FashionNet:
+    """The v1 network of `path` in eval mode, after checking its metadata and that every tensor fits."""
+    dimension, *_ = read_v1_metadata(path)
+    model = FashionNet(dimension)
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as exc:
+        raise ModelMismatchError(
+            f"{path} does not fit {ARCHITECTURE} with dimension {dimension}: "
+            f"{str(exc).splitlines()[0]} {str(exc).splitlines()[1:2]}"
+        ) from exc
+    return model.eval()

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
-from torch.nn import functional as F
 
 from models.garment import Garment
+from models.parser.config import check_config, read_config
 from models.parser.instances import Instance
-from models.parser.network import load_network
 from models.parser.outfit import OutfitRules, outfit_instances
-from models.runtime import DEFAULT_RUNTIME, Network, compile_network
+from models.runtime import DEFAULT_RUNTIME, Network, load_network, require_torch
 from models.spec import SHIPPED_PARSER, SHIPPED_PARSER_FLIP
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.parser.network import GarmentParserNet
 
 
 @dataclass(frozen=True)
@@ -27,29 +31,25 @@ class Parse:
     confidence: np.ndarray  # (h, w) float32 probability of the predicted class
 
 
-def mirrored(pixels: torch.Tensor) -> torch.Tensor:
-    """The image and its mirror image as one batch of 2 (the flip average's input)."""
-    return torch.cat([pixels, pixels.flip(-1)])
+def mirrored(pixels: np.ndarray) -> np.ndarray:
+    """The image (1, 3, h, w) and its mirror image as one batch of 2 (the flip average's input)."""
+    return np.concatenate([pixels, pixels[..., ::-1]])
 
 
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
+def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Softmax along `axis`, float32."""
+    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    shifted /= shifted.sum(axis=axis, keepdims=True)
+    return shifted
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
     """Class probabilities (classes, h, w) from the logits of one image (1, ...) or of it and its mirror
     image (2, ...), whose softmax probabilities are averaged."""
-    probs = F.softmax(logits[0], dim=0)
+    probs = softmax(logits[0])
     if logits.shape[0] == 2:
-        probs = (probs + F.softmax(logits[1], dim=0).flip(-1)) / 2
+        probs = (probs + softmax(logits[1])[..., ::-1]) / 2
     return probs
-
-
-class _Mirrored(nn.Module):
-    """The network over the image and its mirror image, exported to ONNX as one graph."""
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.network(mirrored(pixels))
 
 
 class ParserDetector:
@@ -59,6 +59,7 @@ class ParserDetector:
     Boxes are in pixels of the image passed to `detect`; masks are bool arrays of the image's size. Score
     is the mean probability of the garment's class inside it; garments scoring under `min_score` are
     dropped. Ordered by area x score, largest and most confident first: the first is the one to pre-select.
+    The network runs on `runtime` (`models.runtime`); everything around it is numpy.
     """
 
     name = "garment-parser"
@@ -80,39 +81,47 @@ class ParserDetector:
                 f"threads must be >= 0 and min_area_frac in [0, 1); got {threads}, {min_area_frac}"
             )
         self.runtime = runtime
-        self.network, self.config = load_network(Path(weights_path))
+        self.weights_path = Path(weights_path)
+        self.config = read_config(self.weights_path)
+        check_config(self.config, self.weights_path)
         self.min_area_frac = min_area_frac
         self.flip = flip
         self.min_score = min_score
         self.rules = replace(rules, min_area_frac=min_area_frac)
-        self._mean = torch.tensor(self.config.mean).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.config.std).view(1, 3, 1, 1)
-        self._logits = self._load_logits(threads)
+        self._mean = np.asarray(self.config.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(self.config.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._logits: Network = load_network(self.weights_path, runtime, threads, channels_last=True)
 
-    def _load_logits(self, threads: int) -> Network:
-        """Normalised pixels (1, 3, h, w) -> logits of the image (and its mirror image when `flip`)."""
-        network = _Mirrored(self.network) if self.flip else self.network
-        example = self._pixels(Image.new("RGB", (8, 8)))
-        return compile_network(network, self.runtime, threads, example, "logits", channels_last=True)
+    @cached_property
+    def network(self) -> GarmentParserNet:
+        """The PyTorch network of the weights (loaded on first use; needs the `train` extra)."""
+        require_torch("the garment parser's PyTorch network")
+        from models.parser.network import load_network as load_torch_network
 
-    def _pixels(self, image: Image.Image) -> torch.Tensor:
+        return load_torch_network(self.weights_path)[0]
+
+    def _pixels(self, image: Image.Image) -> np.ndarray:
         """Normalised (1, 3, h, w) network input at the network's input size."""
         height, width = self.config.input_size
         rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        return ((pixels - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        pixels = (np.asarray(rgb, dtype=np.float32) / np.float32(255.0)).transpose(2, 0, 1)[None]
+        return (pixels - self._mean) / self._std
 
-    @torch.inference_mode()
-    def probabilities(self, image: Image.Image) -> torch.Tensor:
+    def class_probabilities(self, image: Image.Image) -> np.ndarray:
         """Softmax class probabilities (classes, h, w) at the network's input size (flip-averaged if set)."""
-        return probabilities(self._logits(self._pixels(image)))
+        pixels = self._pixels(image)
+        return probabilities(self._logits(mirrored(pixels) if self.flip else pixels))
+
+    def probabilities(self, image: Image.Image) -> torch.Tensor:
+        """`class_probabilities` as a PyTorch tensor, for the benchmarks and training tools (needs torch)."""
+        return require_torch("ParserDetector.probabilities").from_numpy(self.class_probabilities(image))
 
     def parse(self, image: Image.Image) -> Parse:
-        confidence, class_map = self.probabilities(image).max(dim=0)
-        return Parse(class_map.numpy(), confidence.numpy())
+        probs = self.class_probabilities(image)
+        return Parse(probs.argmax(axis=0).astype(np.int64), probs.max(axis=0))
 
     def detect(self, image: Image.Image) -> list[Garment]:
-        instances = outfit_instances(self.probabilities(image).numpy(), rules=self.rules)
+        instances = outfit_instances(self.class_probabilities(image), rules=self.rules)
         # Score filter first: full-size masks are built only for the garments we return (in their order).
         kept = [instance for instance in instances if round(instance.score, 4) >= self.min_score]
         return [self._to_garment(instance, image.size) for instance in kept]

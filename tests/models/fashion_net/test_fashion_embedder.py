@@ -23,6 +23,7 @@ from models.fashion_net.data import (
     garment_boxes,
 )
 from models.fashion_net.train import augment
+from models.onnx_export import export_onnx
 from models.spec import SHIPPED_EMBEDDER
 from tests.helpers import DATA_DIR, garment_image
 
@@ -35,6 +36,7 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = FashionNet(dimension=24)
     path = tmp_path_factory.mktemp("weights") / "tiny-fashion.safetensors"
     save_weights(model.eval(), path, labels=list(TRAIN_LABELS), input_size=32)
+    export_onnx(path)  # the release step: the default runtime loads the checked export beside the weights
     return path
 
 
@@ -96,8 +98,12 @@ def _rewrite(source: Path, target: Path, **changes: str) -> Path:
     ],
 )
 def test_mismatched_metadata_is_refused(weights_file: Path, tmp_path: Path, changes: dict[str, str]) -> None:
-    with pytest.raises(ModelMismatchError):
-        FashionNetEmbedder(_rewrite(weights_file, tmp_path / "bad.safetensors", **changes))
+    bad = _rewrite(weights_file, tmp_path / "bad.safetensors", **changes)
+    with pytest.raises(ModelMismatchError):  # PyTorch loads the tensors into the declared network
+        FashionNetEmbedder(bad, runtime="torch")
+    # ONNX Runtime: the metadata checks, or (dimension) no export made from these very bytes
+    with pytest.raises((ModelMismatchError, WeightsNotFoundError)):
+        FashionNetEmbedder(bad)
 
 
 def test_tensors_from_another_network_are_refused(weights_file: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from models.errors import ConfigError, ModelMismatchError
 from models.fashion_net.multitask import HEADS, MultiTaskNet, save_multitask
 from models.fashion_net.multitask_embedder import MultiTaskEmbedder
 from models.garment import Garment
+from models.onnx_export import export_onnx
 from models.spec import SHIPPED_MULTITASK, EmbedderSpec
 from tests.helpers import garment_image, index_feed, write_catalog
 
@@ -32,6 +33,7 @@ def v3_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.temperatures = {name: 1.0 + 0.25 * i for i, name in enumerate(HEADS)}
     path = tmp_path_factory.mktemp("v3") / "fashion-net-v3-test.safetensors"
     save_multitask(model, path)
+    export_onnx(path)  # the release step: the default runtime loads the checked export beside the weights
     return path
 
 

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from models.detector import Garment
 from models.errors import ModelMismatchError, WeightsNotFoundError
+from models.onnx_export import export_onnx
 from models.parser.detector import ParserDetector
 from models.parser.network import ParserConfig, build_network, load_network, read_config, save_weights
 from models.parser.taxonomy import GARMENT_CLASSES, PARSER_CLASSES
@@ -26,6 +27,7 @@ def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("parser") / "random.safetensors"
     save_weights(build_network(SMALL), path, SMALL)
+    export_onnx(path)  # the release step: the default runtime loads the checked export beside the weights
     return path
 
 
