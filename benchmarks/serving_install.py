@@ -10,12 +10,12 @@
   "after" with torch, torchvision and open_clip unimportable (a sitecustomize finder, as a plain
   `pip install .` has none); "after, torch runtime" with FASHION_*RUNTIME=torch; "before": the code at
   `--before-rev` (read from git into a temporary folder) with its defaults (ONNX Runtime on a graph exported
-  from PyTorch at every start).
+  from PyTorch at every start); with `--serving-venv`, also a real `pip install .` run outside the repo.
 - Docker image: an estimate, not a build (no Docker here): python:3.11-slim (an assumed size) plus the
   closure above plus the sources in /app; before, with the CPU-only torch wheel the old Dockerfile
   installed first (its unpacked size from `--cpu-torch-wheel`) and none of the CUDA libraries.
 
-    python -m benchmarks.serving_install [--runs 5] [--before-rev HEAD]
+    python -m benchmarks.serving_install [--runs 5] [--before-rev 928b224] [--serving-venv DIR]
         [--cpu-torch-wheel '/opt/wheels/torch-*+cpu-*.whl'] [--out benchmarks/results/serving_install.json]
 """
 
@@ -48,8 +48,11 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("models", "indexer", "search", "service", "scripts")
 MB = 1e6
+BEFORE_REV = "928b224"  # the last commit with torch, torchvision and open-clip-torch as dependencies
 BASE_IMAGE, BASE_IMAGE_MB = "python:3.11-slim", 130  # the Dockerfile's FROM; its size is an assumption
 Sized = tuple[int, list[Requirement]]  # a distribution's installed bytes and its requirements
+VENV_OWN = ("pip", "setuptools")  # installed by `python -m venv` (and in the base image), not by the project
+Arm = tuple[Path, Path, dict[str, str]]  # a start-up measurement's python, working directory, environment
 BLOCKED = ("torch", "torchvision", "open_clip")  # what `pip install .` (no extras) does not install
 # A sitecustomize (loaded by `site` at start-up) with a finder ahead of all others that refuses the blocked
 # packages, as if this install had none of them.
@@ -92,10 +95,12 @@ def write_torch_blocker(directory: Path) -> Path:
     return directory
 
 
-def distribution_sizes() -> dict[str, Sized]:
-    """Installed size in bytes and requirements of every distribution in this environment, by name."""
+def distribution_sizes(site: Path | None = None) -> dict[str, Sized]:
+    """Installed size in bytes and requirements of every distribution in this environment (or in the
+    site-packages folder `site`), by name."""
     found: dict[str, Sized] = {}
-    for dist in metadata.distributions():
+    found_in = metadata.distributions(path=[str(site)]) if site else metadata.distributions()
+    for dist in found_in:
         name = canonicalize_name(dist.metadata["Name"])
         if name in found:
             continue
@@ -225,48 +230,83 @@ def read_revision(revision: str, into: Path) -> Path:
     return into
 
 
-def environment(root: Path, extra_path: Path | None = None, **settings: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FASHION_")}
-    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in (extra_path, root) if path)
+def environment(root: Path | None, extra_path: Path | None = None, **settings: str) -> dict[str, str]:
+    """This environment less FASHION_* settings and PYTHONPATH, then `extra_path` and `root` on the path (none
+    for an installed environment) and `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASHION_") and k != "PYTHONPATH"}
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join(str(path) for path in (extra_path, root) if path)
     return {**env, **settings}
 
 
-def build_tiny_index(root: Path, feed: Path, index: Path, env: dict[str, str]) -> None:
-    command = [sys.executable, "-m", "scripts.cli", "index", "build", "--catalog", str(feed)]
-    command += ["--out", str(index)]
+def venv_size(venv: Path) -> dict[str, Any]:
+    """The installed size of the distributions in a virtual environment after a real `pip install .` (the
+    project and its dependencies; not VENV_OWN), and whether torch is among them."""
+    (site,) = venv.glob("lib/python3*/site-packages")
+    sizes = {name: size for name, (size, _) in distribution_sizes(site).items() if name not in VENV_OWN}
+    return {
+        "venv": str(venv),
+        "total_mb": round(sum(sizes.values()) / MB, 1),
+        "distributions": len(sizes),
+        "torch_installed": "torch" in sizes,
+    }
+
+
+def build_tiny_index(arm: Arm, feed: Path, index: Path) -> None:
+    python, root, env = arm
+    command = [str(python), "-m", "scripts.cli", "index", "build", "--catalog", str(feed), "--out"]
+    command.append(str(index))
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"index build in {root} failed: {done.stderr[-2000:]}")
 
 
-def start_up_times(root: Path, index: Path, scene: Path, env: dict[str, str], runs: int) -> dict[str, Any]:
-    """Wall seconds of `runs` fresh processes that start the app and answer one search."""
-    times, torch_loaded = [], set()
+def serve_once(arm: Arm, index: Path, scene: Path) -> tuple[float, bool]:
+    """Wall seconds of a fresh process that starts the app and answers one search; whether it had torch."""
+    python, root, env = arm
+    started = time.perf_counter()
+    command = [str(python), "-c", SERVE_ONE, str(index), str(scene)]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"serving in {root} failed: {done.stderr[-2000:]}")
+    return seconds, done.stdout.strip().splitlines()[-1] == "True"
+
+
+def start_up_times(arms: dict[str, Arm], indexes: dict[str, Path], scene: Path, runs: int) -> dict[str, Any]:
+    """`runs` start-ups of each arm, taken in turn (arm 1, arm 2, ..., arm 1, ...) so that a change in the
+    machine's load falls on every arm alike."""
+    found: dict[str, list[tuple[float, bool]]] = {name: [] for name in arms}
     for _ in range(runs):
-        started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-c", SERVE_ONE, str(index), str(scene)],
-            cwd=root, env=env, capture_output=True, text=True,
-        )  # fmt: skip
-        times.append(time.perf_counter() - started)
-        if done.returncode:
-            raise RuntimeError(f"serving in {root} failed: {done.stderr[-2000:]}")
-        torch_loaded.add(done.stdout.strip().splitlines()[-1] == "True")
+        for name, arm in arms.items():
+            found[name].append(serve_once(arm, indexes[name], scene))
     return {
-        "median_s": round(statistics.median(times), 2),
-        "runs_s": [round(value, 2) for value in times],
-        "torch_imported": sorted(torch_loaded) == [True],
+        name: {
+            "median_s": round(statistics.median(seconds for seconds, _ in results), 2),
+            "runs_s": [round(seconds, 2) for seconds, _ in results],
+            "torch_imported": all(loaded for _, loaded in results),
+        }
+        for name, results in found.items()
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argument_parser(__doc__, "benchmarks/results/serving_install.json", threads=None)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--before-rev", default="HEAD", help="the revision whose dependencies had PyTorch")
+    parser.add_argument(
+        "--before-rev",
+        default=BEFORE_REV,
+        help="a revision whose dependencies had PyTorch (default: the last one, before the serving install)",
+    )
     parser.add_argument(
         "--cpu-torch-wheel",
         default="/opt/wheels/torch-*+cpu-*.whl",
         help="a CPU-only torch wheel (glob), whose unpacked size stands for torch in the image before",
+    )
+    parser.add_argument(
+        "--serving-venv",
+        type=Path,
+        help="a virtual environment with a plain `pip install .` (no extras): measured and started too",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -286,24 +326,26 @@ def main(argv: list[str] | None = None) -> int:
 
         catalog = generate_catalog(work_dir / "catalog", n_items=24, n_scenes=1, size=128)
         blocker = write_torch_blocker(work_dir / "site")
-        arms = {
-            "after_without_torch": (REPO_ROOT, environment(REPO_ROOT, blocker)),
-            "after_torch_runtime": (
-                REPO_ROOT,
-                environment(REPO_ROOT, FASHION_EMBEDDER__RUNTIME="torch", FASHION_DETECTOR_RUNTIME="torch"),
-            ),
-            "before": (before_root, environment(before_root)),
+        python = Path(sys.executable)
+        on_torch = {"FASHION_EMBEDDER__RUNTIME": "torch", "FASHION_DETECTOR_RUNTIME": "torch"}
+        arms: dict[str, Arm] = {
+            "after_without_torch": (python, REPO_ROOT, environment(REPO_ROOT, blocker)),
+            "after_torch_runtime": (python, REPO_ROOT, environment(REPO_ROOT, None, **on_torch)),
+            "before": (python, before_root, environment(before_root)),
         }
-        start_up: dict[str, Any] = {}
-        for name, (root, env) in arms.items():
-            index = work_dir / f"index-{name}"
-            build_tiny_index(root, catalog.feed, index, env)
-            start_up[name] = start_up_times(root, index, catalog.scenes[0], env, args.runs)
-            log.info("start-up %s: %s", name, start_up[name])
+        if args.serving_venv:  # the real thing: `pip install .` in a fresh environment, outside the repo
+            venv_python = args.serving_venv / "bin" / "python"
+            size["after_pip_install_venv"] = venv_size(args.serving_venv)
+            arms["after_pip_install_venv"] = (venv_python, work_dir, environment(None))
+        indexes = {name: work_dir / f"index-{name}" for name in arms}
+        for name, arm in arms.items():
+            build_tiny_index(arm, catalog.feed, indexes[name])
+        start_up = start_up_times(arms, indexes, catalog.scenes[0], args.runs)
+        log.info("start-up: %s", {name: value["median_s"] for name, value in start_up.items()})
 
     image = image_estimate(size["before_serving"], size["after_serving"], args.cpu_torch_wheel)
     for value in size.values():
-        del value["bytes"]
+        value.pop("bytes", None)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", args.before_rev], cwd=REPO_ROOT, capture_output=True, text=True
     ).stdout.strip()
