@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -15,9 +15,10 @@ from pydantic import BaseModel, ValidationError
 from indexer.filters import build_filters
 from models.attributes.refinement import MAX_TEXT_CHARS
 from models.attributes.taxonomy import Taxonomy
-from models.errors import shown
+from models.errors import listed, shown
 from search.errors import InvalidRequestError
-from search.ranking import Profile, check_group_weights
+from search.profile import StyleProfile
+from search.ranking import check_group_weights
 from search.request_body import FiltersIn, ProfileIn, SearchOptions
 from search.searcher import Region, SearchRequest, checked_region
 from search.settings import Settings
@@ -211,18 +212,38 @@ def _listed(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def _profile(given: ProfileIn | None, taxonomy: Taxonomy) -> Profile | None:
-    if given is None:
-        return None
-    colours = set()
-    for raw in given.colours:
-        colour = taxonomy.normalise_value("colour", raw)
-        if colour is None:
-            raise InvalidRequestError(f"profile.colours: unknown colour {shown(raw)}")
-        colours.add(colour)
-    return Profile(
+def _profile(given: ProfileIn | None, taxonomy: Taxonomy) -> StyleProfile | None:
+    return None if given is None else style_profile(given, taxonomy)
+
+
+def style_profile(
+    given: ProfileIn,
+    taxonomy: Taxonomy,
+    learned: Mapping[str, Mapping[str, float]] | None = None,
+    learned_price: float | None = None,
+) -> StyleProfile:
+    """The ranking's profile from quiz answers (values checked against the taxonomy: InvalidRequestError
+    naming the field) and what was learned from the shopper's clicks."""
+    return StyleProfile(
+        colours=_values(taxonomy, "colour", "profile.colours", given.colours),
+        avoid_colours=_values(taxonomy, "colour", "profile.avoid_colours", given.avoid_colours),
+        fits=_values(taxonomy, "fit", "profile.fits", given.fits),
+        styles=_values(taxonomy, "style", "profile.styles", given.styles),
         brands=frozenset(b.strip().lower() for b in given.brands if b.strip()),
-        colours=frozenset(colours),
+        sizes=frozenset(s.strip().upper() for s in given.sizes if s.strip()),
         price_min=given.price_min,
         price_max=given.price_max,
+        learned=dict(learned or {}),
+        learned_price=learned_price,
     )
+
+
+def _values(taxonomy: Taxonomy, group: str, name: str, given: list[str]) -> frozenset[str]:
+    values = set()
+    for raw in given:
+        value = taxonomy.normalise_value(group, raw)
+        if value is None:
+            known = [v.name for v in taxonomy.groups[group].values]
+            raise InvalidRequestError(f"{name}: unknown {group} {shown(raw)}; known: {listed(known)}")
+        values.add(value)
+    return frozenset(values)

@@ -10,7 +10,6 @@ without it) is left out of the pool, with its score.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import zlib
 from collections.abc import Callable
@@ -22,11 +21,12 @@ from models.attributes.extractor import GarmentAttributes
 from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement
 from models.garment import Garment
+from search.profile import profile_json, profile_of_json
 from search.query_cache import CachedQuery
-from search.ranking import Candidate, Profile, RankedPool, RankingConfig
+from search.ranking import Candidate, RankedPool, RankingConfig
 from search.searcher import GarmentMatches, OutfitResult
 
-FORMAT = 1
+FORMAT = 2  # 2: style profiles (search/profile.py)
 ItemLookup = Callable[[str], ItemRecord | None]
 
 
@@ -103,15 +103,7 @@ def _pool(pool: RankedPool) -> dict[str, Any]:
         "values": {group: guess.to_json() for group, guess in pool.garment_values.items()},
         "config": pool.config.model_dump(mode="json"),
         "refinement": _refinement(pool.refinement),
-        "profile": (
-            {
-                **dataclasses.asdict(profile),
-                "brands": sorted(profile.brands),
-                "colours": sorted(profile.colours),
-            }
-            if profile is not None
-            else None
-        ),
+        "profile": profile_json(profile) if profile is not None else None,
     }
 
 
@@ -133,16 +125,7 @@ def _pool_of(data: dict[str, Any], lookup: ItemLookup) -> RankedPool:
         {group: AttributeGuess.from_json(guess) for group, guess in data["values"].items()},
         RankingConfig.model_validate(data["config"]),
         _refinement_of(data["refinement"]),
-        (
-            Profile(
-                frozenset(profile["brands"]),
-                frozenset(profile["colours"]),
-                profile["price_min"],
-                profile["price_max"],
-            )
-            if profile is not None
-            else None
-        ),
+        profile_of_json(profile) if profile is not None else None,
     )
 
 

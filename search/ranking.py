@@ -8,7 +8,10 @@ know (the garment's value, or the shopper's text for that group, and the item's 
     evidence  c_G      min(garment confidence, item confidence); 1 for shopper text
     attribute_score    (prior * 0.5 + sum w_G c_G a_G) / (prior + sum w_G c_G)     (0.5 = no evidence)
     score              (1 - attribute_weight) * visual_score + attribute_weight * attribute_score
-                       + profile_boost   (0 <= profile_boost <= profile_max_boost)
+                       + profile_boost   (-profile_max_boost <= profile_boost <= profile_max_boost)
+
+The profile boost (search/profile.py) comes from a shopper's style profile: quiz answers and what they
+clicked; it only reorders near-equals and an avoided value pushes down, never filters.
 
 Groups the shopper named in `text` get `text_weight` times their group weight, so "in red" outranks the
 photo's own colour. `category` is a group too: an item of a compatible but different category (a jacket for
@@ -28,6 +31,7 @@ from models.attributes.guess import CATEGORY_GROUP, AttributeGuess
 from models.attributes.refinement import Refinement
 from models.attributes.taxonomy import load_taxonomy
 from models.errors import listed, shown
+from search.profile import NO_MATCH, ProfileMatch, StyleProfile, profile_match
 
 SECONDARY_AGREEMENT = 0.5
 
@@ -71,7 +75,9 @@ class RankingConfig(BaseModel):
     default_group_weight: float = Field(0.5, ge=0, le=10)
     prior: float = Field(1.0, gt=0, description="pseudo-evidence pulling the attribute score towards 0.5")
     text_weight: float = Field(3.0, ge=0, le=100, description="multiplier for groups named in `text`")
-    profile_max_boost: float = Field(0.05, ge=0, le=0.5, description="most a shopper profile can add")
+    profile_max_boost: float = Field(
+        0.05, ge=0, le=0.5, description="most a shopper's style profile can add to (or take from) a score"
+    )
 
     @field_validator("group_weights")
     @classmethod
@@ -94,23 +100,6 @@ class RankingConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class Profile:
-    """A shopper's preferences; matching them gives a bounded boost (never a filter)."""
-
-    brands: frozenset[str] = frozenset()
-    colours: frozenset[str] = frozenset()
-    price_min: float | None = None
-    price_max: float | None = None
-
-    def criteria(self) -> int:
-        return (
-            bool(self.brands)
-            + bool(self.colours)
-            + (self.price_min is not None or self.price_max is not None)
-        )
-
-
-@dataclass(frozen=True)
 class Agreement:
     group: str
     item_value: str
@@ -129,6 +118,7 @@ class RankedItem:
     mismatched: list[Agreement]
     image: int = 0  # which image of the item matched: 0 = the main one, 1.. = item.extra_images
     variants: tuple[ItemRecord, ...] = ()  # its product group's items, when results are collapsed
+    profile_match: ProfileMatch = NO_MATCH  # why the shopper's profile boosted it (or pushed it down)
 
 
 @dataclass(frozen=True)
@@ -144,7 +134,7 @@ def rank(
     garment_values: Mapping[str, AttributeGuess],
     config: RankingConfig,
     refinement: Refinement | None = None,
-    profile: Profile | None = None,
+    profile: StyleProfile | None = None,
     top_k: int | None = None,
 ) -> list[RankedItem]:
     """Score every candidate and return the best `top_k` (all when None), best first, ties by item_id.
@@ -164,7 +154,7 @@ class RankedPool:
     garment_values: Mapping[str, AttributeGuess]
     config: RankingConfig
     refinement: Refinement | None
-    profile: Profile | None
+    profile: StyleProfile | None
 
     @classmethod
     def of(
@@ -173,7 +163,7 @@ class RankedPool:
         garment_values: Mapping[str, AttributeGuess],
         config: RankingConfig,
         refinement: Refinement | None = None,
-        profile: Profile | None = None,
+        profile: StyleProfile | None = None,
     ) -> RankedPool:
         scored = [_score(c, garment_values, config, refinement, profile, explain=False) for c in candidates]
         order = sorted(range(len(scored)), key=lambda i: (-scored[i].score, -scored[i].visual_score,
@@ -236,7 +226,7 @@ def _score(
     garment_values: Mapping[str, AttributeGuess],
     config: RankingConfig,
     refinement: Refinement | None,
-    profile: Profile | None,
+    profile: StyleProfile | None,
     explain: bool = True,
 ) -> RankedItem:
     item = candidate.item
@@ -288,7 +278,8 @@ def _score(
         add(group, weight, 1.0, agreement, theirs.value, "not " + " or ".join(sorted(values)), theirs.source)
 
     attribute_score = (config.prior * 0.5 + total_agreement) / (config.prior + total_weight)
-    boost = _profile_boost(item, profile, config.profile_max_boost)
+    fit = profile_match(item, profile, config.profile_max_boost, candidate.variants)
+    boost = fit.boost
     score = (1 - config.attribute_weight) * candidate.visual_score + config.attribute_weight * attribute_score
     return RankedItem(
         item=item,
@@ -300,6 +291,7 @@ def _score(
         mismatched=mismatched,
         image=candidate.image,
         variants=candidate.variants,
+        profile_match=fit,
     )
 
 
@@ -315,19 +307,3 @@ def _agreement(query: AttributeGuess, theirs: AttributeGuess) -> float:
     if query.value in theirs.alternatives or theirs.value in query.alternatives:
         return SECONDARY_AGREEMENT
     return 0.0
-
-
-def _profile_boost(item: ItemRecord, profile: Profile | None, max_boost: float) -> float:
-    if profile is None or not profile.criteria():
-        return 0.0
-    hits = 0
-    if profile.brands and item.brand.lower() in profile.brands:
-        hits += 1
-    colour = item.attributes.get("colour")
-    if profile.colours and colour is not None and colour.value in profile.colours:
-        hits += 1
-    if (profile.price_min is not None or profile.price_max is not None) and item.price is not None:
-        low = profile.price_min if profile.price_min is not None else 0.0
-        high = profile.price_max if profile.price_max is not None else float("inf")
-        hits += int(low <= item.price <= high)
-    return max_boost * hits / profile.criteria()

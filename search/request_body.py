@@ -23,6 +23,18 @@ FILTERS_EXAMPLE: dict[str, Any] = {
 }
 
 
+PROFILE_EXAMPLE: dict[str, Any] = {
+    "colours": ["navy", "black"],
+    "avoid_colours": ["orange"],
+    "fits": ["loose"],
+    "styles": ["casual"],
+    "price_min": 20,
+    "price_max": 120,
+    "brands": ["acme"],
+    "sizes": ["M"],
+}
+
+
 class PriceBand(StrictModel):
     price_min: float | None = Field(None, ge=0)
     price_max: float | None = Field(None, ge=0)
@@ -51,12 +63,20 @@ class FiltersIn(PriceBand):
 
 
 class ProfileIn(PriceBand):
-    """A shopper's preferences, worth at most `ranking.profile_max_boost` (a boost, never a filter)."""
+    """A shopper's style profile (the quiz's answers), worth at most `ranking.profile_max_boost` up or down:
+    a boost, never a filter. Values are the taxonomy's (GET /v1/taxonomy): colours, fits (the fit group),
+    styles (the style group); brands and sizes as the feed spells them."""
 
-    model_config = {"json_schema_extra": {"examples": [{"brands": ["acme"], "colours": ["black"]}]}}
+    model_config = {"json_schema_extra": {"examples": [PROFILE_EXAMPLE]}}
 
-    brands: list[str] = Field(default_factory=list, max_length=50)
-    colours: list[str] = Field(default_factory=list, max_length=20)
+    colours: list[str] = Field(default_factory=list, max_length=20, description="colours the shopper likes")
+    avoid_colours: list[str] = Field(
+        default_factory=list, max_length=20, description="colours pushed down (softly: never filtered out)"
+    )
+    fits: list[str] = Field(default_factory=list, max_length=13)
+    styles: list[str] = Field(default_factory=list, max_length=17)
+    brands: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=50)
+    sizes: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=20)
 
 
 Region = Annotated[
@@ -90,7 +110,12 @@ class SearchOptions(StrictModel):
     attribute_weight: float | None = Field(
         None, ge=0, le=1, description="0 = visual similarity only, 1 = attribute agreement only"
     )
-    profile: ProfileIn | None = None
+    profile: ProfileIn | None = Field(None, description="a style profile given with the request")
+    profile_id: str | None = Field(
+        None,
+        max_length=100,
+        description="a stored style profile (POST /v1/profiles) to apply; 404 profile_not_found if unknown",
+    )
     session_id: str | None = Field(
         None, description="a co-viewing session: it gets the photo and the results (404 if unknown)"
     )

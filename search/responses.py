@@ -78,6 +78,12 @@ class VariantOut(StrictModel):
     price: float | None
 
 
+class ProfileMatchOut(StrictModel):
+    explanation: str = Field(examples=["matches your style: navy, loose fit"])
+    matched: list[str] = Field(description="the profile's values the item has")
+    avoided: list[str] = Field(description="values the shopper avoids that the item has")
+
+
 class Match(ItemFields):
     group_id: str | None = Field(None, description="the product group (the feed's item_group_id), if any")
     variants: list[VariantOut] = Field(
@@ -102,7 +108,13 @@ class Match(ItemFields):
     )
     visual_score: float = Field(description="cosine similarity of the garment crop and the item image")
     attribute_score: float = Field(description="weighted attribute agreement in [0, 1]; 0.5 = no evidence")
-    profile_boost: float
+    profile_boost: float = Field(
+        description="what the shopper's style profile adds (or, for avoided values, takes away); at most "
+        "ranking.profile_max_boost either way; 0 without a profile"
+    )
+    profile_match: ProfileMatchOut | None = Field(
+        None, description="why the profile moved this match; null when it did not"
+    )
     matched: list[AgreementOut]
     mismatched: list[AgreementOut]
 
@@ -206,9 +218,17 @@ def match_out(ranked: RankedItem, images_served: bool = False) -> Match:
         visual_score=ranked.visual_score,
         attribute_score=ranked.attribute_score,
         profile_boost=ranked.profile_boost,
+        profile_match=_profile_match(ranked),
         matched=_agreements(ranked.matched),
         mismatched=_agreements(ranked.mismatched),
     )
+
+
+def _profile_match(ranked: RankedItem) -> ProfileMatchOut | None:
+    fit = ranked.profile_match
+    if fit.explanation is None:
+        return None
+    return ProfileMatchOut(explanation=fit.explanation, matched=list(fit.matched), avoided=list(fit.avoided))
 
 
 def image_url(record: ItemRecord, images_served: bool) -> str | None:

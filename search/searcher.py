@@ -25,7 +25,8 @@ from models.errors import listed, shown
 from models.garment import Garment, GarmentDetector
 from models.images import crop_box
 from search.errors import InvalidRequestError, ItemNotFoundError, SearchDeadlineError
-from search.ranking import CATEGORY_GROUP, Candidate, Profile, RankedItem, RankedPool, RankingConfig
+from search.profile import StyleProfile
+from search.ranking import CATEGORY_GROUP, Candidate, RankedItem, RankedPool, RankingConfig
 
 TEXT_BLEND = 0.5  # weight of the text vector added to a garment's image vector (open_clip only)
 MIN_REGION_PX = 8  # the shortest side of a searched region, after clipping to the image
@@ -38,7 +39,7 @@ class SearchRequest:
     top_k: int = 10
     filters: SearchFilters = field(default_factory=SearchFilters)
     text: str | None = None
-    profile: Profile | None = None
+    profile: StyleProfile | None = None
     ranking: RankingConfig | None = None  # None: the searcher's configured ranking
     region: Region | None = None  # search this box as one garment instead of detecting garments
     min_score: float | None = None  # matches scoring under this are dropped

@@ -284,6 +284,22 @@ class Settings(BaseSettings):
         description="connect and command timeout of Redis calls; past it a shared-state route answers 503",
     )
 
+    profiles_enabled: bool = Field(
+        False,
+        description="keep shoppers' style profiles on the server (POST /v1/profiles, `profile_id` on a "
+        "search, learning from clicks): in the Redis of FASHION_REDIS_URL when it is set, else in the SQLite "
+        "file FASHION_PROFILES_PATH; off: profiles stay in the shopper's browser and the /v1/profiles routes "
+        "answer 403 profiles_disabled",
+    )
+    profiles_path: Path = Field(
+        Path("var/profiles.sqlite"), description="the style profiles' SQLite file (one machine, no Redis)"
+    )
+    profile_ttl_s: int = Field(
+        90 * 86400,
+        ge=60,
+        description="a stored style profile is deleted this long after it was last saved or used",
+    )
+
     @field_validator("search_keys")
     @classmethod
     def _long_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:

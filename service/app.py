@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from indexer.store import IndexStore
+from models.attributes.taxonomy import load_taxonomy
 from search.query_cache import QueryCache
 from search.runtime import apply_threads, build_searcher
 from search.settings import Settings
@@ -26,6 +27,8 @@ from service.errors import install_error_handlers
 from service.limiter import SearchLimiter
 from service.metrics import ServiceMetrics, install_metrics
 from service.openapi import install_openapi
+from service.profile_routes import router as profile_router
+from service.profiles import ProfileStore, SqliteProfiles
 from service.query_cache_redis import SharedQueryCache
 from service.rate_limits_redis import RedisRateLimiter
 from service.reload import watch_index
@@ -62,6 +65,8 @@ def create_app(settings: Settings) -> FastAPI:
             restore_signals()
             app.state.sessions.close_streams()
             await app.state.sessions.aclose()
+            if isinstance(app.state.profiles, SqliteProfiles):
+                app.state.profiles.close()
             if app.state.shared_state is not None:
                 await app.state.shared_state.aclose()
                 app.state.shared_state.close()
@@ -114,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.include_router(router)
     app.include_router(shop_router)
+    app.include_router(profile_router)
     install_openapi(app)
     install_docs(app)
     # The page's files; check_dir=False: the app starts (and the API serves) without them.
@@ -136,6 +142,7 @@ def install_state(app: FastAPI, settings: Settings) -> None:
         app.state.sessions = SessionStore(*session_limits, settings.stream_ping_s)
         app.state.signals = ShopperSignals(known_categories)
         app.state.query_cache = local_cache
+        app.state.profiles = profile_store(settings, None)
         return
     from service.coview_redis import RedisSessionStore
 
@@ -146,6 +153,19 @@ def install_state(app: FastAPI, settings: Settings) -> None:
     app.state.sessions = RedisSessionStore(shared, *session_limits, settings.stream_ping_s)
     app.state.signals = RedisShopperSignals(shared, known_categories)
     app.state.query_cache = SharedQueryCache(shared, local_cache, lambda: app.state.searcher.store.item)
+    app.state.profiles = profile_store(settings, shared)
+
+
+def profile_store(settings: Settings, shared: RedisState | None) -> ProfileStore | None:
+    """Server-side style profiles when the shop enables them: in Redis with FASHION_REDIS_URL, else SQLite."""
+    if not settings.profiles_enabled:
+        return None
+    taxonomy = load_taxonomy()
+    if shared is not None:
+        from service.profiles_redis import RedisProfiles
+
+        return RedisProfiles(shared, settings.profile_ttl_s, taxonomy)
+    return SqliteProfiles(settings.profiles_path, settings.profile_ttl_s, taxonomy)
 
 
 def rate_limiter_for(settings: Settings, shared: RedisState | None) -> Limiter | None:

@@ -226,7 +226,9 @@ class SessionStore(SessionLimits):
         item_id: str | None,
         category: str | None,
         garment: int | None,
+        dwell_s: float | None = None,
     ) -> ActivityOut:
+        """Add a shopper's event to the activity and tell the streams: the entry, then the new insight."""
         with self._lock:
             session = self._touch(session_id)
             activity = ActivityOut(
@@ -235,13 +237,25 @@ class SessionStore(SessionLimits):
                 category=category,
                 garment=garment,
                 at=iso(session.active_at),
+                dwell_s=dwell_s,
             )
             activity_json = activity.model_dump_json()
             session.activity.append(activity_json)
             if event_type == "select_garment":
                 session.selected = garment
             self._publish(session, sse_frame("activity", activity_json))
+            self._publish(session, sse_frame("insight", session.insight_json()))
         return activity
+
+    def set_shopper(self, session_id: str, shopper_json: str) -> str:
+        """Keep what the shopper page says of the shopper (shopper_insight.context_json) and tell the
+        streams; the new insight, as JSON."""
+        with self._lock:
+            session = self._touch(session_id)
+            session.shopper = shopper_json
+            card = session.insight_json()
+            self._publish(session, sse_frame("insight", card))
+        return card
 
     def subscribe(self, session_id: str, loop: asyncio.AbstractEventLoop) -> tuple[Subscriber, str]:
         """A new stream of the session's events, and its first frame: the snapshot, taken at that moment."""

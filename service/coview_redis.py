@@ -279,14 +279,22 @@ class RedisSessionStore(SessionLimits):
         item_id: str | None,
         category: str | None,
         garment: int | None,
+        dwell_s: float | None = None,
     ) -> ActivityOut:
         now = self.clock()
         activity = ActivityOut(
-            type=event_type, item_id=item_id, category=category, garment=garment, at=iso(now)
+            type=event_type, item_id=item_id, category=category, garment=garment, at=iso(now), dwell_s=dwell_s
         )
         selected = json_text(garment) if event_type == "select_garment" else ""
         self._scripts.add(session_id, now, self._limits, activity, selected)
+        self._scripts.note(session_id, now, self._limits, "insight", self._scripts.insight_json(session_id))
         return activity
+
+    def set_shopper(self, session_id: str, shopper_json: str) -> str:
+        """As SessionStore.set_shopper; the insight is rendered from the activity read just before."""
+        card = self._scripts.insight_json(session_id, shopper_json)
+        self._scripts.note(session_id, self.clock(), self._limits, "insight", card, shopper_json)
+        return card
 
     def subscribe(self, session_id: str, loop: asyncio.AbstractEventLoop) -> tuple[Subscriber, str]:
         """A new stream and its first frame, the snapshot; from a worker thread (it waits for the loop)."""

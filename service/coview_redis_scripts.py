@@ -40,6 +40,7 @@ from service.coview_session import (
 )
 from service.errors import SessionNotFoundError, SharedStateUnavailableError, TooManyStreamsError
 from service.shared_state import RETRY_AFTER_S, RedisState
+from service.shopper_insight import insight_json
 
 Limits = tuple[float, float]  # the sessions' ttl_s and max_age_s
 NUMBERED = '{"id":0'  # how a message or push starts, rendered with id 0: the script puts in the real one
@@ -202,7 +203,7 @@ return {'ok', version, expires}
 )
 
 # ARGV[7..9]: a new stream's lease ('' for a plain read), the lease's end, the session's most streams.
-# -> {'ok', expires, seq, search ('' none), photo version, selected, messages, activity, pushed}
+# -> {'ok', expires, seq, search ('' none), photo version, selected, messages, activity, pushed, shopper}
 #    | {'gone'} | {'streams'}
 READ = (
     PRELUDE
@@ -217,10 +218,26 @@ if stream ~= '' then
   redis.call('ZADD', streams, ARGV[8], stream)
   redis.call('PEXPIREAT', streams, expires)
 end
-local fields = redis.call('HMGET', KEY, 'seq', 'search', 'photo_version', 'selected')
+local fields = redis.call('HMGET', KEY, 'seq', 'search', 'photo_version', 'selected', 'shopper')
 return {'ok', expires, fields[1], fields[2] or '', fields[3], fields[4] or 'null',
   redis.call('LRANGE', KEY .. ':messages', 0, -1), redis.call('LRANGE', KEY .. ':activity', 0, -1),
-  redis.call('LRANGE', KEY .. ':pushed', 0, -1)}
+  redis.call('LRANGE', KEY .. ':pushed', 0, -1), fields[5] or ''}
+"""
+)
+
+# ARGV[7..9]: an event, its data, the shopper context to keep ('' unchanged; given, the write renews the
+# session). Publishes the event. -> {'ok', expires} | {'gone'}
+NOTE = (
+    PRELUDE
+    + """
+local expires = live()
+if not expires then return {'gone'} end
+if ARGV[9] ~= '' then
+  expires = touch()
+  redis.call('HSET', KEY, 'shopper', ARGV[9])
+end
+publish(ID, expires, ARGV[7], ARGV[8])
+return {'ok', expires}
 """
 )
 
@@ -263,7 +280,7 @@ class SessionScripts:
         self._state = state
         self._head = [state.key("session", ""), state.key("sessions", "client", "")]
         self.keys = [state.key("sessions"), state.key("sessions", "unsearched")]
-        sources = {"CREATE": CREATE, "ADD": ADD, "SEARCH": SEARCH, "READ": READ}
+        sources = {"CREATE": CREATE, "ADD": ADD, "SEARCH": SEARCH, "READ": READ, "NOTE": NOTE}
         self._scripts = {name: state.sync.register_script(source) for name, source in sources.items()}
         self._renew = state.aio.register_script(RENEW)
 
@@ -295,6 +312,26 @@ class SessionScripts:
         if reply[0] == b"gone":
             raise not_found()
         return int(reply[1])
+
+    def insight_json(self, session_id: str, shopper_json: str | None = None) -> str:
+        """The session's insight card, from its activity and its shopper context (`shopper_json` when the
+        caller is about to keep a new one); SessionNotFoundError when it is gone."""
+        key = self._state.key("session", session_id)
+        pipe = self._state.sync.pipeline(transaction=True)
+        pipe.hmget(key, "expires", "shopper")
+        pipe.lrange(key + ":activity", 0, -1)
+        (expires, shopper), activity = self._state.call(pipe.execute)
+        if expires is None:
+            raise not_found()
+        context = shopper_json if shopper_json is not None else text(shopper) if shopper else None
+        return insight_json(map(text, activity), context)
+
+    def note(
+        self, session_id: str, now: float, limits: Limits, event: str, data: str, shopper: str = ""
+    ) -> None:
+        """Publish `event` (and keep `shopper`, the shopper context, when given)."""
+        if self.run("NOTE", session_id, now, limits, event, data, shopper)[0] == b"gone":
+            raise not_found()
 
     def live(self, session_id: str, now: float, part: str | None = None) -> bytes | None:
         """SessionNotFoundError unless the session is live at `now`; its key `part` (e.g. "photo")."""
@@ -343,8 +380,9 @@ class SessionScripts:
 
 def snapshot_json(session_id: str, reply: list[Any]) -> str:
     """The SessionSnapshot JSON of a READ reply (rendered by Session, as in one process)."""
-    _, expires, _, search, version, selected, messages, activity, pushed = reply
+    _, expires, _, search, version, selected, messages, activity, pushed, shopper = reply
     session = Session(session_id, created_at=0.0, active_at=0.0, search_json=text(search) or None)
+    session.shopper = text(shopper) or None
     session.photo_version, session.selected = int(version), json.loads(selected)
     session.messages.extend(map(text, messages))
     session.activity.extend(map(text, activity))

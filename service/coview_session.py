@@ -10,6 +10,8 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
+from service.shopper_insight import insight_json
+
 log = logging.getLogger(__name__)
 MAX_MESSAGES = 100
 MAX_ACTIVITY = 200
@@ -98,6 +100,7 @@ class Session:
     pushed: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_PUSHES))  # PushOut
     subscribers: list[Subscriber] = field(default_factory=list)
     last_id: int = 0  # of messages and pushes
+    shopper: str | None = None  # what the shopper page said of the shopper (shopper_insight.context_json)
 
     @property
     def photo_url(self) -> str | None:
@@ -114,5 +117,10 @@ class Session:
             "messages": "[" + ",".join(self.messages) + "]",
             "activity": "[" + ",".join(self.activity) + "]",
             "pushed": "[" + ",".join(self.pushed) + "]",
+            "insight": self.insight_json(),
         }
         return json_object(members)
+
+    def insight_json(self) -> str:
+        """The assistant's insight card (InsightOut) as JSON."""
+        return insight_json(self.activity, self.shopper)

@@ -132,6 +132,14 @@ class TooManyStreamsError(FashionSearchError):
     retry_after_s = 5
 
 
+class ProfileNotFoundError(FashionSearchError):
+    """No stored style profile has that id: never created, expired or forgotten (the same answer)."""
+
+
+class ProfilesDisabledError(FashionSearchError):
+    """The shop keeps no style profiles on the server (FASHION_PROFILES_ENABLED is off)."""
+
+
 class SharedStateUnavailableError(RetryLaterError):
     """Redis (FASHION_REDIS_URL), which holds the state every replica shares, did not answer in time."""
 
@@ -153,6 +161,8 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (ImageNotServedError, 404, "image_not_found"),
     (SessionNotFoundError, 404, "session_not_found"),
     (PhotoNotFoundError, 404, "photo_not_found"),
+    (ProfileNotFoundError, 404, "profile_not_found"),
+    (ProfilesDisabledError, 403, "profiles_disabled"),
     (SharedStateUnavailableError, 503, "shared_state_unavailable"),
     (SessionsFullError, 503, "sessions_full"),
     (TooManySessionsError, 429, "too_many_sessions"),
@@ -193,6 +203,8 @@ TITLES: Mapping[str, str] = {
     "image_not_found": "Image not found",
     "session_not_found": "Session not found",
     "photo_not_found": "Photo not found",
+    "profile_not_found": "Profile not found",
+    "profiles_disabled": "Profiles disabled",
     "shared_state_unavailable": "Shared state unavailable",
     "sessions_full": "Service full of sessions",
     "too_many_sessions": "Too many sessions",

@@ -26,7 +26,7 @@ from search.settings import Settings
 
 FORM_FIELDS = (
     "image", "top_k", "min_score", "category", "text", "filters", "weights", "attribute_weight", "profile",
-    "session_id", "region", "collapse_variants",
+    "session_id", "region", "collapse_variants", "profile_id",
 )  # fmt: skip
 JSON_MEDIA_TYPE = "application/json"
 
@@ -39,6 +39,11 @@ class SearchInput:
     body: SearchBody | None = None
     form: dict[str, str] | None = None
     data: bytes | None = None
+
+    @property
+    def profile_id(self) -> str | None:
+        found = self.body.profile_id if self.body is not None else (self.form or {}).get("profile_id")
+        return found or None
 
     @property
     def session_id(self) -> str | None:

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from models.errors import FashionSearchError
 from models.images import decode_image
 from search.errors import InvalidRequestError
+from search.profile import StyleProfile
 from search.query_cache import QueryCache
 from search.request_body import SearchBody
 from search.responses import Answering, SearchResponse, search_response
@@ -32,7 +33,7 @@ from search.settings import Settings
 from search.url_fetch import fetch_image
 from service.access import charge_batch
 from service.coview import session_photo
-from service.errors import domain_problem, validation_problem
+from service.errors import ProfilesDisabledError, domain_problem, validation_problem
 from service.schemas import BatchOut, ErrorOut
 from service.search_input import SearchInput, batch_entries, is_json, load_body, search_input
 
@@ -73,6 +74,8 @@ async def run_search(request: Request, given: SearchInput) -> SearchResponse:
         options = given.options(settings, searcher.extractor.taxonomy)
         if given.session_id:
             state.sessions.require(given.session_id)
+        if given.profile_id:
+            options = dataclasses.replace(options, profile=stored_profile(state, given.profile_id, options))
         return options
 
     options = await run_in_threadpool(checked_options)
@@ -96,6 +99,17 @@ async def run_search(request: Request, given: SearchInput) -> SearchResponse:
                 decode_and_search, searcher, data, options, settings.max_image_pixels
             )
     return await run_in_threadpool(answer_search, request, picture, result, timings, given.session_id)
+
+
+def stored_profile(state: Any, profile_id: str, options: SearchRequest) -> StyleProfile:
+    """The stored profile a search names (renewing it); a request with both `profile` and `profile_id` is
+    refused."""
+    if options.profile is not None:
+        raise InvalidRequestError("give profile or profile_id, not both")
+    if state.profiles is None:
+        raise ProfilesDisabledError("this shop keeps no style profiles on the server: send `profile` instead")
+    profile: StyleProfile = state.profiles.style_profile(profile_id)
+    return profile
 
 
 def decode_and_search(

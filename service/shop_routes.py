@@ -19,6 +19,7 @@ from search.settings import Settings
 from service.access import client_address_of
 from service.coview import SessionStore
 from service.coview_redis import RedisSessionStore
+from service.errors import ProfilesDisabledError
 from service.routes import ADMIN_KEY, STOREFRONT_KEY
 from service.routes import errors as route_errors
 from service.shop_schemas import (
@@ -56,7 +57,8 @@ SESSION_ERRORS = {
 }
 STREAM_DOC = (
     "Server-sent events: `snapshot` first (data: the session snapshot), then `search`, `activity`, "
-    "`message`, `push`, and `expired` when the session expires (the stream then ends); a `: ping` comment "
+    "`message`, `push`, `insight` (the assistant's card, after each activity and profile change), and "
+    "`expired` when the session expires (the stream then ends); a `: ping` comment "
     "when idle."
 )
 
@@ -176,13 +178,29 @@ def push_item(request: Request, session_id: str, body: PushIn) -> PushOut:
     responses=errors(401, 404, 422, 429, 503),
 )
 def post_event(request: Request, body: EventIn) -> EventAccepted:
-    """A shopper's click, add-to-cart or garment selection; with a session id also its activity."""
+    """A shopper's event: a garment selected, an item viewed (with its dwell time), clicked, added to or
+    removed from the cart, bought. With a session id also its activity (and the assistant's insight); with
+    the profile_id of a profile that opted in to learning, what it teaches (items the index lacks teach
+    nothing)."""
+    if body.profile_id is not None:
+        learn_from(request, body)
     if body.session_id is not None:
         sessions_of(request).add_activity(
-            body.session_id, body.type, body.item_id, body.category, body.garment
+            body.session_id, body.type, body.item_id, body.category, body.garment, body.dwell_s
         )
     request.app.state.signals.record_event(body.type, body.category)
     return EventAccepted(accepted=True)
+
+
+def learn_from(request: Request, body: EventIn) -> None:
+    profiles = request.app.state.profiles
+    if profiles is None:
+        raise ProfilesDisabledError("this shop keeps no style profiles on the server: send no profile_id")
+    record = request.app.state.searcher.store.item(body.item_id) if body.item_id is not None else None
+    if record is None:
+        profiles.style_profile(body.profile_id)  # still 404 for an unknown profile
+        return
+    profiles.learn(body.profile_id, record, body.type)
 
 
 @router.get("/v1/stats", response_model=StatsOut, dependencies=[ADMIN_KEY], responses=errors(401, 403, 429))

@@ -8,10 +8,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
+from search.request_body import ProfileIn
 from search.responses import SearchResponse, StrictModel
 
 Sender = Literal["shopper", "assistant"]
-EventType = Literal["select_garment", "click", "add_to_cart"]
+EventType = Literal["select_garment", "click", "add_to_cart", "view_item", "remove_from_cart", "purchase"]
+Intent = Literal["browsing", "comparing", "hesitating", "ready_to_buy"]
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Category = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 GarmentIndex = Annotated[int, Field(ge=0, le=1000, description="index into the search's `garments`")]
@@ -61,6 +63,39 @@ class ActivityOut(StrictModel):
     category: str | None
     garment: int | None
     at: str = Field(description="ISO-8601 UTC")
+    dwell_s: float | None = Field(None, description="how long the item was looked at (view_item)")
+
+
+class CartLine(StrictModel):
+    item_id: str
+    category: str | None
+    quantity: int
+
+
+class InsightOut(StrictModel):
+    """What the assistant sees at a glance (service/shopper_insight.py has the rules)."""
+
+    intent: Intent
+    reason: str = Field(description="the rule that decided the intent, in words")
+    cart: list[CartLine] = Field(description="added minus removed and bought, oldest first")
+    returning: bool = Field(description="the shopper's browser has visited before")
+    profile: str | None = Field(description="the shopper's style profile in one line; null: none shared")
+    opener: str = Field(description="a suggested first message, for the assistant to edit and send")
+
+
+class ShopperProfileIn(StrictModel):
+    """What the shopper page tells its co-viewing session about the shopper: the session keeps the profile's
+    one-line summary, never its id; no profile (null) removes it ("forget me")."""
+
+    profile_id: Annotated[str, StringConstraints(max_length=100)] | None = None
+    profile: ProfileIn | None = None
+    returning: bool = False
+
+    @model_validator(mode="after")
+    def _one_profile(self) -> ShopperProfileIn:
+        if self.profile_id is not None and self.profile is not None:
+            raise ValueError("give profile_id or profile, not both")
+        return self
 
 
 class PushIn(StrictModel):
@@ -97,6 +132,7 @@ class SessionSnapshot(StrictModel):
     messages: list[MessageOut] = Field(description="oldest first; the most recent 100")
     activity: list[ActivityOut] = Field(description="oldest first; the most recent 200")
     pushed: list[PushOut] = Field(description="oldest first; the most recent 50")
+    insight: InsightOut = Field(description="intent, cart, returning visitor, profile, a suggested opener")
 
 
 class SearchShared(StrictModel):
@@ -112,11 +148,21 @@ class EventIn(StrictModel):
     category: Category | None = None
     garment: GarmentIndex | None = None
     session_id: Annotated[str, StringConstraints(max_length=100)] | None = None
+    dwell_s: float | None = Field(
+        None, ge=0, le=3600, description="view_item only: seconds the shopper looked at the item"
+    )
+    profile_id: Annotated[str, StringConstraints(max_length=100)] | None = Field(
+        None,
+        description="a stored style profile that learns from this event when it opted in (click, "
+        "add_to_cart, purchase, remove_from_cart); 404 profile_not_found if unknown",
+    )
 
     @model_validator(mode="after")
     def _item_for_clicks(self) -> EventIn:
         if self.type != "select_garment" and self.item_id is None:
             raise ValueError(f"a {self.type} event needs an item_id")
+        if self.dwell_s is not None and self.type != "view_item":
+            raise ValueError("dwell_s belongs to view_item events only")
         return self
 
 

@@ -5,7 +5,8 @@ import pytest
 from indexer.metadata import ItemRecord
 from models.attributes.guess import AttributeGuess
 from models.attributes.refinement import Refinement
-from search.ranking import Candidate, Profile, RankingConfig, rank
+from search.profile import StyleProfile
+from search.ranking import Candidate, RankingConfig, rank
 
 
 def item(
@@ -83,7 +84,7 @@ def test_secondary_colour_counts_half() -> None:
 
 def test_profile_boost_is_bounded_and_proportional() -> None:
     config = RankingConfig(attribute_weight=0.0, profile_max_boost=0.05)
-    profile = Profile(brands=frozenset({"acme"}), colours=frozenset({"red"}), price_max=10.0)
+    profile = StyleProfile(brands=frozenset({"acme"}), colours=frozenset({"red"}), price_max=10.0)
     ranked = rank([Candidate(item("a", "red", price=50.0), 0.5)], {}, config, profile=profile)
     assert ranked[0].profile_boost == pytest.approx(0.05 * 2 / 3, abs=1e-6)
     assert ranked[0].score == pytest.approx(0.5 + 0.05 * 2 / 3, abs=1e-6)

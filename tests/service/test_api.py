@@ -36,7 +36,7 @@ def test_search_returns_garments_with_ranked_matches(client: TestClient) -> None
     assert set(matches[0]) == {
         "item_id", "score", "visual_score", "attribute_score", "profile_boost", "matched", "mismatched",
         "title", "category", "brand", "price", "currency", "in_stock", "url", "attributes", "image_url",
-        "group_id", "variants", "matched_image", "matched_image_link",
+        "group_id", "variants", "matched_image", "matched_image_link", "profile_match",
     }  # fmt: skip
     assert [m["score"] for m in matches] == sorted((m["score"] for m in matches), reverse=True)
 

@@ -96,6 +96,14 @@ def test_a_new_session_has_an_unguessable_id_and_an_empty_snapshot(coview: TestC
         "messages": [],
         "activity": [],
         "pushed": [],
+        "insight": {
+            "intent": "browsing",
+            "reason": "no activity yet",
+            "cart": [],
+            "returning": False,
+            "profile": None,
+            "opener": "Hi! I'm here if you'd like a hand finding something.",
+        },
     }
     refused = coview.post("/v1/sessions", json={"ttl_s": 5})
     assert refused.status_code == 422 and refused.json()["code"] == "invalid_request"
@@ -552,7 +560,7 @@ def test_the_stream_sends_the_snapshot_then_live_events_then_expired(
         events = read_events(stream.iter_lines(), 1000)  # until the stream ends
     thread.join(5)
     names = [name for name, _ in events if name != ":"]
-    assert names == ["snapshot", "message", "push", "activity", "expired"]
+    assert names == ["snapshot", "message", "push", "activity", "insight", "expired"]
     assert '"text":"before"' in events[0][1] and '"text":"during"' in events[1][1]
     assert ("message", '"text":"before"') not in events[1:]
     assert any(name == ":" for name, _ in events)  # pings while idle

@@ -85,15 +85,15 @@ def test_a_session_made_on_one_replica_is_changed_and_streamed_on_the_other(
         session_id = a.create().session_id
         b.add_message(session_id, "shopper", 'quotes " and ünïcode')
         subscriber, first = await open_stream(a, session_id)
-        reader = asyncio.create_task(read(a.frames(subscriber, first), 5))
+        reader = asyncio.create_task(read(a.frames(subscriber, first), 6))
         await asyncio.to_thread(b.add_message, session_id, "assistant", "from b")
         await asyncio.to_thread(b.add_activity, session_id, "select_garment", None, None, 2)
         assert await asyncio.to_thread(b.attach_search, session_id, b"jpeg", NO_SEARCH)
         await asyncio.to_thread(a.add_message, session_id, "shopper", "from a")
         frames = await asyncio.wait_for(reader, 5)
-        assert names(frames) == ["snapshot", "message", "activity", "search", "message"]
+        assert names(frames) == ["snapshot", "message", "activity", "insight", "search", "message"]
         assert 'quotes \\" and ünïcode' in frames[0] and '"text":"from b"' in frames[1]
-        assert f'"photo_url":"/v1/sessions/{session_id}/photo?v=1"' in frames[3]
+        assert f'"photo_url":"/v1/sessions/{session_id}/photo?v=1"' in frames[4]
         snapshot = SessionSnapshot.model_validate_json(a.snapshot(session_id))
         assert [m.id for m in snapshot.messages] == [1, 2, 3] and snapshot.selected is None
         assert snapshot.search is not None and a.photo(session_id) == b"jpeg"
