@@ -245,3 +245,23 @@ def test_two_apps_on_one_redis_share_sessions_and_answer_503_while_it_is_down(
         redis_server.start()
         time.sleep(1.2)
         assert a.post("/v1/sessions").status_code == 201
+
+
+def test_the_insight_card_is_shared_and_streamed_across_replicas(redis_server: RedisServer) -> None:
+    from service.shopper_insight import context_json
+
+    async def main(a: RedisSessionStore, b: RedisSessionStore) -> None:
+        session_id = a.create().session_id
+        subscriber, first = await open_stream(a, session_id)
+        reader = asyncio.create_task(read(a.frames(subscriber, first), 4))
+        await asyncio.to_thread(b.add_activity, session_id, "add_to_cart", "item-1", "top", None)
+        await asyncio.to_thread(b.set_shopper, session_id, context_json("likes navy", True))
+        frames = await asyncio.wait_for(reader, 5)
+        assert names(frames) == ["snapshot", "activity", "insight", "insight"]
+        assert '"intent":"ready_to_buy"' in frames[2] and '"profile":"likes navy"' in frames[3]
+        snapshot = SessionSnapshot.model_validate_json(a.snapshot(session_id))
+        assert snapshot.insight.intent == "ready_to_buy" and snapshot.insight.returning
+        assert snapshot.insight.profile == "likes navy" and snapshot.insight.cart[0].item_id == "item-1"
+        assert b.snapshot(session_id) == a.snapshot(session_id)
+
+    with_replicas(redis_server, main)
