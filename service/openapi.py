@@ -55,7 +55,13 @@ SEARCH_FORM = {
             "maximum": 1,
             "description": "0 = visual only, 1 = attributes only",
         },
-        "profile": _json_text("profile", "object", '{"brands": ["acme"], "colours": ["black"]}'),
+        "profile": _json_text(
+            "profile", "object", '{"colours": ["navy"], "avoid_colours": ["orange"], "styles": ["casual"]}'
+        ),
+        "profile_id": {
+            "type": "string",
+            "description": "a stored style profile (POST /v1/profiles) to apply (404 if unknown)",
+        },
         "session_id": {"type": "string", "description": "a co-viewing session (404 if unknown)"},
         "region": {
             "type": "string",

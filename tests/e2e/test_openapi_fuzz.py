@@ -60,6 +60,12 @@ OPERATIONS = {
     "POST /v1/sessions/{session_id}/messages": (60, 40),
     "POST /v1/sessions/{session_id}/push": (60, 40),
     "POST /v1/events": (60, 40),
+    "GET /v1/quiz": (20, 1),
+    "POST /v1/profiles": (40, 20),
+    "GET /v1/profiles/{profile_id}": (40, 20),
+    "PUT /v1/profiles/{profile_id}": (40, 20),
+    "PUT /v1/sessions/{session_id}/profile": (40, 20),
+    "DELETE /v1/profiles/{profile_id}": (30, 15),
     "GET /v1/stats": (20, 1),
     "GET /healthz": (20, 1),
     "GET /readyz": (20, 1),
@@ -133,6 +139,8 @@ def env(workdir: Path) -> dict[str, str]:
         "FASHION_SEARCH_KEYS": json.dumps([SEARCH_KEY]),
         "FASHION_RATE_LIMIT_PER_S": "0",  # no throttling while fuzzing; the 429 test turns it on
         "FASHION_IMAGE_ROOT": str(workdir / "catalogue"),
+        "FASHION_PROFILES_ENABLED": "true",
+        "FASHION_PROFILES_PATH": str(workdir / "profiles.sqlite"),
     }
 
 
@@ -161,7 +169,9 @@ def schema(server: str) -> OpenApiSchema:
     loaded = schemathesis.openapi.from_url(f"{server}/openapi.json")
     created = httpx.post(f"{server}/v1/sessions", headers=KEYS, timeout=30)
     assert created.status_code == 201, created.text
-    steer_towards_real_data(loaded, created.json()["session_id"])
+    profile = httpx.post(f"{server}/v1/profiles", headers=KEYS, json={"colours": ["red"]}, timeout=30)
+    assert profile.status_code == 201, profile.text
+    steer_towards_real_data(loaded, created.json()["session_id"], profile.json()["profile_id"])
     return loaded
 
 
@@ -189,15 +199,19 @@ def tally(record_testsuite_property: Callable[[str, object], None]) -> Iterator[
         record_testsuite_property(f"openapi_fuzz_requests {what}", count)
 
 
-def steer_towards_real_data(schema: OpenApiSchema, session_id: str) -> None:
-    """Random ids never name an item or a session and random bytes never decode, so half the time a case gets
-    a catalogue id, a live session's id, or a real JPEG with the generated options, valid options or valid
+def steer_towards_real_data(schema: OpenApiSchema, session_id: str, profile_id: str) -> None:
+    """Random ids never name an item, a session or a profile and random bytes never decode, so half the time a
+    case gets a catalogue id, a live session's or profile's id, or a real JPEG with the generated options, valid options or valid
     ones but one: fuzzing then also reaches the code behind them (item lookup, image files, sessions,
     detection, ranking)."""
     ids = [f"item-{n:04d}" for n in range(N_ITEMS)]
     photo = jpeg_bytes(garment_image(3), quality=90)
     valid = st.fixed_dictionaries({}, optional={**VALID_OPTIONS, "session_id": st.just(session_id)})
-    real_ids = {"item_id": st.sampled_from(ids), "session_id": st.just(session_id)}
+    real_ids = {
+        "item_id": st.sampled_from(ids),
+        "session_id": st.just(session_id),
+        "profile_id": st.just(profile_id),
+    }
 
     @st.composite
     def one_odd(draw: st.DrawFn) -> dict[str, Any]:

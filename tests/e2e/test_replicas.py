@@ -55,6 +55,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, redis: RedisServer) -> dict[st
         "FASHION_RATE_LIMIT_PER_S": "0.01",  # no refill to speak of during the test: the burst is the budget
         "FASHION_RATE_LIMIT_BURST": str(BURST),
         "FASHION_STREAM_PING_S": "0.3",
+        "FASHION_PROFILES_ENABLED": "true",  # in Redis, since FASHION_REDIS_URL is set
     }
 
 
@@ -169,6 +170,36 @@ def test_events_posted_to_both_replicas_sum_in_the_stats(
     assert seen_on_a == seen_on_b
     assert seen_on_a["totals"]["clicks"] == before["totals"]["clicks"] + 2
     assert seen_on_a["totals"]["add_to_cart"] == before["totals"]["add_to_cart"] + 1
+
+
+def test_a_profile_made_on_a_learns_on_b_and_is_forgotten_everywhere(
+    replicas: tuple[str, str], redis_up: RedisServer
+) -> None:
+    a, b = replicas
+    made = httpx.post(
+        f"{a}/v1/profiles", json={"colours": ["red"], "learn": True}, headers=shopper(), timeout=TIMEOUT
+    )
+    assert made.status_code == 201, made.text
+    profile_id = made.json()["profile_id"]
+    event = {"type": "add_to_cart", "item_id": "item-0001", "category": "top", "profile_id": profile_id}
+    assert httpx.post(f"{b}/v1/events", json=event, headers=shopper(), timeout=TIMEOUT).status_code == 202
+    learned = httpx.get(f"{a}/v1/profiles/{profile_id}", headers=shopper(), timeout=TIMEOUT).json()
+    assert learned["learned"]["brand"] == {"testwear": 1.0}
+    photo = jpeg_bytes(garment_image(0))
+    found = httpx.post(
+        f"{b}/v1/search",
+        files={"image": ("look.jpg", photo, "image/jpeg")},
+        data={"profile_id": profile_id},
+        headers=shopper(),
+        timeout=TIMEOUT,
+    )
+    assert found.status_code == 200 and any(
+        m["profile_match"] for m in found.json()["garments"][0]["matches"]
+    )
+    forgotten = httpx.delete(f"{b}/v1/profiles/{profile_id}", headers=shopper(), timeout=TIMEOUT)
+    assert forgotten.status_code == 204
+    gone = httpx.get(f"{a}/v1/profiles/{profile_id}", headers=shopper(), timeout=TIMEOUT)
+    assert gone.status_code == 404 and gone.json()["code"] == "profile_not_found"
 
 
 def test_redis_down_gives_503s_to_shared_state_and_200s_to_search_then_recovers(
