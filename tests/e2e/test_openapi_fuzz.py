@@ -200,10 +200,10 @@ def tally(record_testsuite_property: Callable[[str, object], None]) -> Iterator[
 
 
 def steer_towards_real_data(schema: OpenApiSchema, session_id: str, profile_id: str) -> None:
-    """Random ids never name an item, a session or a profile and random bytes never decode, so half the time a
-    case gets a catalogue id, a live session's or profile's id, or a real JPEG with the generated options, valid options or valid
-    ones but one: fuzzing then also reaches the code behind them (item lookup, image files, sessions,
-    detection, ranking)."""
+    """Random ids never name an item, a session or a profile and random bytes never decode, so half the time
+    a case gets a catalogue id, a live session's or profile's id, or a real JPEG with the generated options,
+    valid options or valid ones but one: fuzzing then also reaches the code behind them (item lookup, image
+    files, sessions, profiles, detection, ranking)."""
     ids = [f"item-{n:04d}" for n in range(N_ITEMS)]
     photo = jpeg_bytes(garment_image(3), quality=90)
     valid = st.fixed_dictionaries({}, optional={**VALID_OPTIONS, "session_id": st.just(session_id)})
