@@ -35,7 +35,9 @@ def search(
     ] = None,
     weights: Annotated[str | None, typer.Option(help='JSON group weights, e.g. {"colour": 3}')] = None,
     attribute_weight: Annotated[float | None, typer.Option(help="0 = visual only")] = None,
-    profile: Annotated[str | None, typer.Option(help='JSON, e.g. {"brands": ["acme"]}')] = None,
+    profile: Annotated[
+        str | None, typer.Option(help='style profile JSON, e.g. {"colours": ["navy"], "styles": ["casual"]}')
+    ] = None,
     region: Annotated[
         str | None,
         typer.Option(help="x0,y0,x1,y1 in pixels of the upright photo: search this box, no detection"),

@@ -294,6 +294,9 @@ class Settings(BaseSettings):
     profiles_path: Path = Field(
         Path("var/profiles.sqlite"), description="the style profiles' SQLite file (one machine, no Redis)"
     )
+    max_profiles: int = Field(
+        1_000_000, ge=1, description="stored style profiles at once; one more is 503 profiles_full"
+    )
     profile_ttl_s: int = Field(
         90 * 86400,
         ge=60,

@@ -164,8 +164,10 @@ def profile_store(settings: Settings, shared: RedisState | None) -> ProfileStore
     if shared is not None:
         from service.profiles_redis import RedisProfiles
 
-        return RedisProfiles(shared, settings.profile_ttl_s, taxonomy)
-    return SqliteProfiles(settings.profiles_path, settings.profile_ttl_s, taxonomy)
+        return RedisProfiles(shared, settings.profile_ttl_s, taxonomy, max_profiles=settings.max_profiles)
+    return SqliteProfiles(
+        settings.profiles_path, settings.profile_ttl_s, taxonomy, max_profiles=settings.max_profiles
+    )
 
 
 def rate_limiter_for(settings: Settings, shared: RedisState | None) -> Limiter | None:

@@ -140,6 +140,10 @@ class ProfilesDisabledError(FashionSearchError):
     """The shop keeps no style profiles on the server (FASHION_PROFILES_ENABLED is off)."""
 
 
+class ProfilesFullError(RetryLaterError):
+    """The service stores as many style profiles as it may (FASHION_MAX_PROFILES)."""
+
+
 class SharedStateUnavailableError(RetryLaterError):
     """Redis (FASHION_REDIS_URL), which holds the state every replica shares, did not answer in time."""
 
@@ -163,6 +167,7 @@ ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
     (PhotoNotFoundError, 404, "photo_not_found"),
     (ProfileNotFoundError, 404, "profile_not_found"),
     (ProfilesDisabledError, 403, "profiles_disabled"),
+    (ProfilesFullError, 503, "profiles_full"),
     (SharedStateUnavailableError, 503, "shared_state_unavailable"),
     (SessionsFullError, 503, "sessions_full"),
     (TooManySessionsError, 429, "too_many_sessions"),
@@ -205,6 +210,7 @@ TITLES: Mapping[str, str] = {
     "photo_not_found": "Photo not found",
     "profile_not_found": "Profile not found",
     "profiles_disabled": "Profiles disabled",
+    "profiles_full": "Too many profiles",
     "shared_state_unavailable": "Shared state unavailable",
     "sessions_full": "Service full of sessions",
     "too_many_sessions": "Too many sessions",

@@ -28,7 +28,7 @@ from search.profile import StyleProfile, learned_from, summary
 from search.query import style_profile
 from search.request_body import ProfileIn
 from service.coview import iso
-from service.errors import ProfileNotFoundError
+from service.errors import ProfileNotFoundError, ProfilesFullError
 from service.profile_schemas import ProfileBody, ProfileCreated, ProfileOut
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,17 @@ Update = Callable[[Document], Document | None]  # the new document, or None to l
 class ProfileStore:
     """The routes' view of the profiles; a subclass keeps the documents (`_put`, `_update`, `_delete`)."""
 
-    def __init__(self, ttl_s: float, taxonomy: Taxonomy, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        ttl_s: float,
+        taxonomy: Taxonomy,
+        clock: Callable[[], float] = time.time,
+        max_profiles: int = 1_000_000,
+    ) -> None:
         self.ttl_s = ttl_s
         self.taxonomy = taxonomy
         self.clock = clock
+        self.max_profiles = max_profiles
 
     def create(self, body: ProfileBody) -> ProfileCreated:
         document = self._document(body, {}, None)
@@ -103,6 +110,7 @@ class ProfileStore:
     # What a backend provides.
 
     def _put(self, profile_id: str, document: Document, expires_at: float) -> None:
+        """Keep a new document (expired ones swept first); ProfilesFullError at `max_profiles`."""
         raise NotImplementedError
 
     def _update(self, profile_id: str, now: float, update: Update) -> tuple[Document, float] | None:
@@ -150,6 +158,12 @@ def not_found() -> ProfileNotFoundError:
     return ProfileNotFoundError("no such style profile: it never existed, expired or was forgotten")
 
 
+def full(max_profiles: int) -> ProfilesFullError:
+    return ProfilesFullError(
+        f"the service stores its limit of {max_profiles} style profiles; retry later", retry_after_s=60
+    )
+
+
 SCHEMA = "CREATE TABLE IF NOT EXISTS profiles (profile_id TEXT PRIMARY KEY, document TEXT NOT NULL, " \
     "expires_at REAL NOT NULL)"  # fmt: skip
 
@@ -179,6 +193,9 @@ class SqliteProfiles(ProfileStore):
     def _put(self, profile_id: str, document: Document, expires_at: float) -> None:
         with self._lock, self._db:
             self._db.execute("DELETE FROM profiles WHERE expires_at <= ?", (self.clock(),))
+            (count,) = self._db.execute("SELECT COUNT(*) FROM profiles").fetchone()
+            if count >= self.max_profiles:
+                raise full(self.max_profiles)
             self._db.execute(
                 "INSERT INTO profiles VALUES (?, ?, ?)", (profile_id, json.dumps(document), expires_at)
             )

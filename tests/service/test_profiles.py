@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from models.attributes.taxonomy import load_taxonomy
 from search.settings import Settings
 from service.app import create_app
-from service.errors import ProfileNotFoundError
+from service.errors import ProfileNotFoundError, ProfilesFullError
 from service.profile_schemas import ProfileBody
 from service.profiles import SqliteProfiles
 from service.profiles_redis import RedisProfiles
@@ -219,3 +219,24 @@ def test_redis_profiles_are_shared_expire_and_learn_atomically(redis_server: Red
     b.delete(profile_id)
     with pytest.raises(ProfileNotFoundError):
         a.get(profile_id)
+
+
+def test_the_store_is_bounded_and_expired_profiles_make_room(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    clock = FakeClock()
+    taxonomy = load_taxonomy()
+    state = RedisState(redis_server.url, "bounded", timeout_s=0.5)
+    for store in (
+        SqliteProfiles(tmp_path / "p.sqlite", TTL_S, taxonomy, clock=clock, max_profiles=2),
+        RedisProfiles(state, TTL_S, taxonomy, max_profiles=2),
+    ):
+        kept = [store.create(ProfileBody(colours=["red"])).profile_id for _ in range(2)]
+        with pytest.raises(ProfilesFullError) as refused:
+            store.create(ProfileBody())
+        assert refused.value.retry_after_s == 60
+        store.delete(kept[0])
+        store.create(ProfileBody())  # a forgotten profile frees its place
+    clock.now += TTL_S + 1
+    sqlite = SqliteProfiles(tmp_path / "p.sqlite", TTL_S, taxonomy, clock=clock, max_profiles=2)
+    sqlite.create(ProfileBody())  # both expired: swept, room again
