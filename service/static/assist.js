@@ -1,6 +1,18 @@
 // The assistant page (/assist/{session}): follows the shopper's photo, boxes, selected garment and results
-// live from the session's event stream, lists what the shopper did, pushes products and chats.
-import { api, chat, clockTime, el, garmentName, imageUrl, messenger, readEvents, renderCard } from "./common.js";
+// live from the session's event stream, lists what the shopper did (repeats merged: "×3"), shows the
+// shopper-insight card (intent, cart, returning visitor, profile, an editable opener), pushes products and chats.
+import {
+  api,
+  chat,
+  clockTime,
+  describeError,
+  el,
+  garmentName,
+  imageUrl,
+  messenger,
+  readEvents,
+  renderCard,
+} from "./common.js";
 import { renderPhoto } from "./photo.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +28,7 @@ const state = {
   selected: null, // the garment shown here (follows the shopper; the assistant may look at another)
   pushed: new Set(), // item ids shown to the shopper
   seenActivity: new Set(),
+  suggested: "", // the opener last suggested by the insight card (the textarea holds it until edited)
   ended: false,
 };
 
@@ -106,9 +119,31 @@ function productName(itemId) {
   return itemId;
 }
 
+function repeats(count) {
+  return [
+    el("span", { "aria-hidden": "true" }, ` ×${count}`),
+    el("span", { class: "visually-hidden" }, ` (${count} times)`),
+  ];
+}
+
+/** Add an entry on top of the list; the same text as the top entry counts it again instead ("×3"). */
 function logActivity(text, at) {
+  const list = $("activity");
+  const top = list.firstElementChild;
+  if (top && top.dataset.text === text) {
+    const count = Number(top.dataset.count) + 1;
+    top.dataset.count = String(count);
+    top.querySelector(".times").replaceChildren(...repeats(count));
+    const time = top.querySelector("time");
+    if (time && at) {
+      time.dateTime = at;
+      time.textContent = clockTime(at);
+    }
+    return;
+  }
   const when = at ? el("time", { datetime: at }, clockTime(at)) : null;
-  $("activity").prepend(el("li", {}, when, when ? " " : "", text));
+  const times = el("span", { class: "times" });
+  list.prepend(el("li", { dataset: { text, count: "1" } }, when, when ? " " : "", text, times));
 }
 
 function seen(key) {
@@ -122,20 +157,102 @@ function onPush(push) {
   if (!seen(`push|${push.id}`)) logActivity(`You showed ${push.item.title}`, push.at);
 }
 
+const ACTIVITY_TEXT = {
+  click: (name) => `Opened ${name}`,
+  view_item: (name) => `Viewed ${name}`,
+  add_to_cart: (name) => `Added ${name} to the cart`,
+  remove_from_cart: (name) => `Removed ${name} from the cart`,
+  purchase: (name) => `Bought ${name}`,
+};
+
 function onActivity(activity) {
-  if (seen(`${activity.at}|${activity.type}|${activity.item_id}|${activity.garment}`)) return;
-  const category = (activity.category || "garment").replace(/_/g, " ");
+  const key = `${activity.at}|${activity.type}|${activity.item_id}|${activity.garment}|${activity.dwell_s}`;
+  if (seen(key)) return;
   if (activity.type === "select_garment") {
-    logActivity(`Looked at the ${category}`, activity.at);
+    logActivity(`Looked at the ${label(activity.category)}`, activity.at);
     state.shopperSelected = activity.garment;
     state.selected = activity.garment;
     render();
-  } else if (activity.type === "click") {
-    logActivity(`Opened ${productName(activity.item_id)}`, activity.at);
-  } else if (activity.type === "add_to_cart") {
-    logActivity(`Added ${productName(activity.item_id)} to the cart`, activity.at);
+  } else if (ACTIVITY_TEXT[activity.type]) {
+    logActivity(ACTIVITY_TEXT[activity.type](productName(activity.item_id)), activity.at);
   }
 }
+
+function label(category) {
+  return (category || "garment").replace(/_/g, " ");
+}
+
+// --- the insight card ----------------------------------------------------------------------------------
+
+const INTENTS = {
+  browsing: "Browsing",
+  comparing: "Comparing",
+  hesitating: "Hesitating",
+  ready_to_buy: "Ready to buy",
+};
+
+/** Show the session's insight (InsightOut); an opener the assistant has edited stays as it is. */
+function showInsight(insight) {
+  $("intent").textContent = INTENTS[insight.intent] || insight.intent.replace(/_/g, " ");
+  $("intent").dataset.intent = insight.intent;
+  $("intent-reason").textContent = insight.reason;
+  $("returning").hidden = !insight.returning;
+  $("profile").hidden = !insight.profile;
+  $("profile-line").textContent = insight.profile || "";
+  $("cart-empty").hidden = insight.cart.length > 0;
+  $("cart").hidden = insight.cart.length === 0;
+  $("cart").replaceChildren(
+    ...insight.cart.map((line) =>
+      el(
+        "li",
+        { dataset: { item: line.item_id } },
+        el("span", { class: "quantity" }, `${line.quantity} ×`),
+        " ",
+        el("span", { class: "item" }, productName(line.item_id)),
+        " ",
+        el("span", { class: "category" }, label(line.category)),
+      ),
+    ),
+  );
+  const opener = $("opener");
+  const untouched = opener.value === state.suggested;
+  if (!untouched && insight.opener !== state.suggested) $("opener-status").textContent = "A new suggestion is ready.";
+  state.suggested = insight.opener;
+  if (untouched) opener.value = insight.opener;
+  $("opener-reset").hidden = opener.value === insight.opener;
+}
+
+function useSuggestion() {
+  $("opener").value = state.suggested;
+  $("opener-reset").hidden = true;
+  $("opener").focus();
+}
+
+async function postOpener(event) {
+  event.preventDefault();
+  const text = $("opener").value.trim();
+  if (!text || state.ended) return;
+  const button = $("opener-post");
+  button.disabled = true;
+  try {
+    addMessage(await api(`${sessionPath()}/messages`, { method: "POST", json: { sender: "assistant", text } }));
+    $("opener-status").textContent = "Posted to the chat.";
+    $("opener").value = state.suggested; // untouched again: the next insight replaces it
+    $("opener-reset").hidden = true;
+  } catch (error) {
+    $("opener-status").textContent = describeError(error);
+    show.error(error);
+  } finally {
+    button.disabled = state.ended;
+  }
+}
+
+$("opener-form").addEventListener("submit", postOpener);
+$("opener-reset").addEventListener("click", useSuggestion);
+$("opener").addEventListener("input", () => {
+  $("opener-status").textContent = "";
+  $("opener-reset").hidden = $("opener").value === state.suggested;
+});
 
 // --- the live stream --------------------------------------------------------------------------------------
 
@@ -153,11 +270,14 @@ async function onEvent(name, data) {
     state.shopperSelected = data.selected ?? null; // the replayed history may name older photos' garments
     state.selected = state.shopperSelected;
     render();
+    showInsight(data.insight);
   } else if (name === "search") {
     logActivity(`Searched a photo: ${describe(data.search)}`);
     await showSearch(data.search, data.photo_url);
   } else if (name === "activity") {
     onActivity(data);
+  } else if (name === "insight") {
+    showInsight(data);
   } else if (name === "message") {
     addMessage(data);
   } else if (name === "push") {
@@ -169,7 +289,7 @@ async function onEvent(name, data) {
 }
 
 function describe(search) {
-  const names = search.garments.map((garment) => (garment.category || "garment").replace(/_/g, " "));
+  const names = search.garments.map((garment) => label(garment.category));
   return names.length ? names.join(", ") : "no garments found";
 }
 
@@ -178,6 +298,7 @@ function ended() {
   $("live").textContent = "Ended";
   show.error("This assistant session has expired or does not exist. Ask the shopper for a new link.");
   $("chat-form").querySelector("button").disabled = true;
+  $("opener-post").disabled = true;
 }
 
 async function follow() {

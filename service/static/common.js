@@ -142,8 +142,12 @@ export function describeError(error) {
       return "Can't reach the shop's search service. Check your connection and try again.";
     case 401:
       return "This shop needs an access key for visual search. Enter it below and try again.";
+    case 403:
+      if (error.code === "profiles_disabled") return "This shop keeps no style profiles on its server.";
+      return "This is not allowed here.";
     case 404:
       if (error.code === "session_not_found") return "This assistant session has expired or does not exist.";
+      if (error.code === "profile_not_found") return "Your saved style has expired or was forgotten.";
       if (error.code === "item_not_found") return "That product is no longer in the catalogue.";
       return "Not found.";
     case 413: {
@@ -252,9 +256,10 @@ function chip(agreement, matched) {
 
 /**
  * A product card. `product` is a search match or a pushed item. `onOpen` runs when the shopper opens the
- * product; `actions` are extra buttons [{label, className, onClick(button)}].
+ * product; `actions` are extra buttons [{label, className, onClick(button)}]; `explanation` says why it
+ * suits the shopper's style profile ("matches your style: navy, loose fit").
  */
-export function renderCard(product, { onOpen, actions = [], note } = {}) {
+export function renderCard(product, { onOpen, actions = [], note, explanation } = {}) {
   const image = el("img", { alt: "", width: "96", height: "96" });
   imageUrl(itemImagePath(product.item_id))
     .then((url) => {
@@ -286,6 +291,7 @@ export function renderCard(product, { onOpen, actions = [], note } = {}) {
       ),
     ),
     note ? el("p", { class: "card-note" }, note) : null,
+    explanation ? el("p", { class: "card-why" }, explanation) : null,
     chips.length ? el("ul", { class: "chips", "aria-label": "How it compares" }, ...chips) : null,
     actions.length
       ? el(

@@ -1,9 +1,12 @@
 // The shopper page: photo -> garment boxes (the first one selected) -> matches; a box the shopper draws is
 // searched instead when detection missed a garment; filters and a text refinement re-run the search with the
-// same photo (and box); "Ask an assistant" opens a co-viewing session (pushed products and chat).
+// same photo (and box); "Ask an assistant" opens a co-viewing session (pushed products and chat); "Your style"
+// opens the style quiz (quiz.js), whose profile goes with searches, events and the session.
 import { ApiError, api, chat, el, garmentName, messenger, readEvents, renderCard } from "./common.js";
 import { renderPhoto } from "./photo.js";
 import { enableDrawing } from "./draw.js";
+import { styleProfile } from "./quiz.js";
+import { cartControls, viewTracker } from "./cart.js";
 
 const $ = (id) => document.getElementById(id);
 const show = messenger($("status"), $("error"), () => state.file && runSearch());
@@ -24,6 +27,14 @@ const state = {
 
 const sessionPath = () => state.session && `/v1/sessions/${encodeURIComponent(state.session.session_id)}`;
 const addMessage = chat($("chat"), { sender: "shopper", partner: "assistant", heading: "h3", sessionPath, show });
+const style = styleProfile({ show, onChange: styleChanged });
+const cart = cartControls(
+  (type, product, category) => postEvent(type, product.item_id, category, state.selected),
+  show.status,
+);
+const views = viewTracker((product, category, dwellS) =>
+  postEvent("view_item", product.item_id, category, state.selected, { dwell_s: dwellS }),
+);
 
 // --- search ---------------------------------------------------------------------------------------
 
@@ -51,7 +62,9 @@ async function runSearch() {
   show.clear();
   show.status(region ? "Looking for products like the area you drew…" : "Looking for garments and similar products…");
   document.body.setAttribute("aria-busy", "true");
+  let again = false;
   try {
+    for (const [name, value] of Object.entries(await style.searchFields())) form.append(name, value);
     const search = await api("/v1/search", { method: "POST", form });
     const same = state.search && state.search.photo === state.file && state.search.region === region;
     state.search = { ...search, photo: state.file, region };
@@ -64,13 +77,15 @@ async function runSearch() {
     if (state.session && garment) postEvent("select_garment", null, garment.category, state.selected);
   } catch (error) {
     show.status("");
-    show.error(error);
+    again = style.dropped(error); // an expired style profile: search again without it
+    if (!again) show.error(error);
     // A box that failed is not kept for the next search (refine, filters): the last shown one is.
     if (state.search && state.search.photo === state.file) state.region = state.search.region;
     if (error instanceof ApiError && error.code === "session_not_found") endSession();
   } finally {
     document.body.removeAttribute("aria-busy");
   }
+  if (again) await runSearch();
 }
 
 function renderSearch() {
@@ -130,22 +145,17 @@ function renderResults() {
 }
 
 function productCard(product, category, note) {
-  return renderCard(product, {
+  const card = renderCard(product, {
     note,
-    onOpen: () => postEvent("click", product.item_id, category, state.selected),
-    actions: [
-      {
-        label: "Add to cart",
-        className: "add",
-        onClick: (button) => {
-          postEvent("add_to_cart", product.item_id, category, state.selected);
-          button.textContent = "Added ✓";
-          button.disabled = true;
-          show.status(`Added ${product.title} to your cart.`);
-        },
-      },
-    ],
+    explanation: product.profile_match?.explanation,
+    onOpen: () => {
+      postEvent("click", product.item_id, category, state.selected);
+      views.opened(product, category);
+    },
+    actions: cart.actions(product, category),
   });
+  cart.sync(card);
+  return card;
 }
 
 // --- drawing a box ---------------------------------------------------------------------------------
@@ -173,14 +183,36 @@ function showAllGarments() {
 
 // --- shopper signals --------------------------------------------------------------------------------
 
-async function postEvent(type, itemId, category, garment) {
-  const body = { type, item_id: itemId, category, garment, session_id: state.session?.session_id ?? null };
+async function postEvent(type, itemId, category, garment, extra = {}) {
+  const session = state.session?.session_id ?? null;
+  const body = { type, item_id: itemId, category, garment, session_id: session, ...style.eventFields(), ...extra };
   try {
     await api("/v1/events", { method: "POST", json: body, keepalive: true });
   } catch (error) {
     if (error instanceof ApiError && error.code === "session_not_found") endSession();
+    else if (style.dropped(error)) postEvent(type, itemId, category, garment, extra); // without the profile
     else if (error instanceof ApiError && error.status === 401) show.error(error);
   }
+}
+
+// --- the style profile --------------------------------------------------------------------------------
+
+/** Tell the session who the shopper is: the profile (the assistant sees its one line) and a return visit. */
+async function shareProfile() {
+  if (!state.session) return;
+  const path = `${sessionPath()}/profile`;
+  try {
+    await api(path, { method: "PUT", json: await style.shared() });
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "session_not_found") endSession();
+    else if (style.dropped(error)) await shareProfile();
+    else show.error(error);
+  }
+}
+
+function styleChanged() {
+  shareProfile();
+  if (state.file) runSearch(); // the matches follow the new answers
 }
 
 // --- co-viewing session -------------------------------------------------------------------------------
@@ -210,6 +242,7 @@ function startSession(session) {
   $("assist-link").value = new URL(session.assist_url, location.origin).href;
   $("ask").textContent = "Assistant link";
   follow(session.session_id);
+  shareProfile();
 }
 
 function endSession(reason = "Your assistant session has ended.") {

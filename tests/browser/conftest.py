@@ -92,6 +92,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
             "FASHION_RATE_LIMIT_PER_S": "0",
             "FASHION_ADMIN_KEY": ADMIN_KEY,
             "FASHION_RELOAD_POLL_S": "0",
+            "FASHION_PROFILES_ENABLED": "1",  # the quiz stores profiles server-side (browser mode: a route)
+            "FASHION_PROFILES_PATH": str(root / "profiles.sqlite"),
         }
     )
     built = cli(

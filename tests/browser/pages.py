@@ -1,4 +1,5 @@
-"""Steps the browser tests share: upload a photo, wait for boxes and cards, poll the shopper signals."""
+"""Steps the browser tests share: upload a photo, wait for boxes and cards, poll the shopper signals, take
+the style quiz."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
+QUIZ_QUESTIONS = 7  # GET /v1/quiz
 LOADED_THUMBNAILS = """
     () => {
       const images = [...document.querySelectorAll('#cards .card img')];
@@ -63,3 +65,35 @@ def poll(read: Callable[[], Any], accept: Callable[[Any], bool], what: str, time
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}; last value {value!r}")
         time.sleep(0.1)
+
+
+def take_quiz(page: Page, answers: dict[str, Any]) -> Locator:
+    """Open "Your style" (no answers saved yet) and answer the quiz up to its review: question id -> the
+    choices to tick (a list), the text to type (a str) or the price range (a (min, max) tuple); every other
+    question is skipped. Answers the dialog."""
+    page.get_by_role("button", name="Your style").click()
+    quiz = page.get_by_role("dialog", name="Your style")
+    expect(quiz).to_be_visible()
+    for number in range(1, QUIZ_QUESTIONS + 1):
+        expect(quiz.locator("#quiz-progress")).to_have_text(f"Question {number} of {QUIZ_QUESTIONS}")
+        given = answers.get(quiz.locator(".quiz-step").get_attribute("data-question") or "")
+        if given is None:
+            quiz.get_by_role("button", name="Skip").click()
+            continue
+        if isinstance(given, tuple):
+            quiz.get_by_label("From").fill(str(given[0]))
+            quiz.get_by_label("To", exact=True).fill(str(given[1]))
+        elif isinstance(given, str):
+            quiz.locator("#quiz-text").fill(given)
+        else:
+            for choice in given:
+                quiz.get_by_label(choice, exact=True).check()
+        quiz.locator("#quiz-next").click()
+    expect(quiz.locator("#quiz-progress")).to_have_text("Check and save")
+    return quiz
+
+
+def local_storage(page: Page) -> dict[str, str]:
+    """The page's localStorage, key -> value."""
+    stored: dict[str, str] = page.evaluate("() => Object.fromEntries(Object.entries(localStorage))")
+    return stored
