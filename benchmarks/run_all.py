@@ -11,6 +11,8 @@ Runs, one after the other (each in its own process, so none inherits another's t
   outfit_quality     ours vs naive on the held-out CCP photos (skipped, with the reason, without data)
   quality            search quality on held-out real data (fpi, clothing, CCP) through the CLI code path,
                      against the whole-frame and colour-histogram baselines (skipped without data)
+  profile_quality    style profiles for simulated shoppers on the real validation catalogue: nDCG@10 of
+                     what fits them with no profile, the quiz, clicks, both (skipped without data)
 Each writes its own JSON under --out-dir; then `report.json` gathers the headline figures, the budget
 lines (met or not) and the machine, and `report.md` says the same in a table. `--quick` shrinks every
 run (for checking the suite itself; its figures are not the published ones).
@@ -50,6 +52,9 @@ def commands(args: argparse.Namespace, out: Path) -> dict[str, list[str] | None]
         if data_ready
         else None,
         "quality": (["--data", str(args.data)] + (["--limit", "20"] if quick else []))
+        if quality_ready
+        else None,
+        "profile_quality": (["--data", str(args.data)] + (["--shoppers", "20"] if quick else []))
         if quality_ready
         else None,
     }
@@ -123,6 +128,15 @@ def headline(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "street_to_shop_p10_macro": pipeline["street_to_shop"]["p10_macro"],
                 "detection_recall_macro": pipeline["detection"]["recall_macro"],
             }
+    profiles = runs.get("profile_quality", {}).get("result")
+    if profiles and profiles.get("at_default"):
+        default = profiles["at_default"]
+        found["profile_quality"] = {
+            "profile_max_boost": profiles["default_boost"],
+            "ndcg_at_10": {c: v["ndcg_at_10"] for c, v in default["conditions"].items()},
+            "ndcg_gain_quiz_clicks": default["ndcg_gain"]["quiz_clicks"],
+            "category_p10_cost": default["category_p10_cost"]["quiz_clicks"],
+        }
     return found
 
 

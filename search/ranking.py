@@ -76,7 +76,11 @@ class RankingConfig(BaseModel):
     prior: float = Field(1.0, gt=0, description="pseudo-evidence pulling the attribute score towards 0.5")
     text_weight: float = Field(3.0, ge=0, le=100, description="multiplier for groups named in `text`")
     profile_max_boost: float = Field(
-        0.05, ge=0, le=0.5, description="most a shopper's style profile can add to (or take from) a score"
+        0.1,
+        ge=0,
+        le=0.5,
+        description="most a shopper's style profile can add to (or take from) a score (chosen by "
+        "benchmarks/profile_quality.py)",
     )
 
     @field_validator("group_weights")
