@@ -98,6 +98,8 @@ def test_the_stream_carries_every_change_in_order(server: str) -> None:
         assert httpx.post(f"{server}/v1/events", json=clicked).status_code == 202
         name, activity = events.next() or ("", None)
         assert name == "activity" and activity["item_id"] == "item-0002" and activity["type"] == "click"
+        name, insight = events.next() or ("", None)  # every activity re-reads the shopper
+        assert name == "insight" and insight["intent"] == "browsing" and insight["cart"] == []
         searched = httpx.post(f"{server}/v1/search", files=photo, data={"session_id": session_id}, timeout=60)
         assert searched.status_code == 200, searched.text
         name, shared = events.next() or ("", None)
