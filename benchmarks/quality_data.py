@@ -12,6 +12,7 @@ Labels use the taxonomy's vocabulary through fpi.py's documented mappings (`prod
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,12 +116,19 @@ def validation_catalogue(data: Path) -> list[Product]:
     return fpi_products(data / "fpi-train") + clothing_products(data / "clothing")
 
 
-def write_feed(products: list[Product], path: Path, with_labels: bool) -> Path:
-    """The catalogue as a JSON Lines feed (absolute image paths), as `fashion-search index build` reads it."""
+def write_feed(
+    products: list[Product],
+    path: Path,
+    with_labels: bool,
+    extra: Mapping[str, Mapping[str, object]] | None = None,
+) -> Path:
+    """The catalogue as a JSON Lines feed (absolute image paths), as `fashion-search index build` reads it;
+    `extra` adds feed fields per item id (e.g. a price)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for product in products:
-            handle.write(json.dumps(product.feed_row(with_labels)) + "\n")
+            row = {**product.feed_row(with_labels), **(extra or {}).get(product.item_id, {})}
+            handle.write(json.dumps(row) + "\n")
     return path
 
 
